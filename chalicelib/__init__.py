@@ -1,0 +1,3 @@
+"""rotasign: a serverless signing-key manager."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""HTTP middleware: body size, authentication, Chalice's own errors in the API.md shape, one log line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from chalicelib.api.http import MAX_BODY, current_principal, error_response, internal_error, source_ip
+from chalicelib.errors import (
+    InvalidJson,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RotasignError,
+    UnsupportedMediaType,
+    ValidationError,
+)
+from chalicelib.services.registry import get_services
+
+log = logging.getLogger("rotasign.http")
+PUBLIC_PATHS = frozenset({"/api/v1/health"})
+# Routes that authenticate themselves (the public TSA decides per account).
+SELF_AUTHENTICATED = frozenset({"/api/v1/timestamp"})
+
+_CHALICE_ERRORS: dict[str, type[RotasignError]] = {
+    "MethodNotAllowedError": MethodNotAllowed,
+    "UnsupportedMediaType": UnsupportedMediaType,
+    "NotFoundError": NotFound,
+}
+
+
+def _rewrite(response: Response) -> Response:
+    """Chalice answers some errors itself ({"Code", "Message"}); give them the API.md shape."""
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
+        return response
+    code = str(body.get("Code"))
+    if response.status_code >= 500:
+        return internal_error()
+    error_cls = _CHALICE_ERRORS.get(code)
+    if error_cls is not None:
+        rewritten = error_response(error_cls())
+    elif response.status_code == 400 and "json" in str(body.get("Message", "")).lower():
+        rewritten = error_response(InvalidJson())
+    else:
+        rewritten = error_response(ValidationError("The request is not valid."))
+    for name, value in response.headers.items():
+        if name.lower() == "allow":
+            rewritten.headers["Allow"] = value
+    return rewritten
+
+
+def http_middleware(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Runs around every route."""
+    started = time.monotonic()
+    path = (event.context or {}).get("resourcePath", "")
+    token = current_principal.set(None)
+    account = None
+    try:
+        raw = event.raw_body or b""
+        if len(raw) > MAX_BODY:
+            response = error_response(PayloadTooLarge())
+        else:
+            if path not in PUBLIC_PATHS and not (path in SELF_AUTHENTICATED and "account" in (event.query_params or {})):
+                principal = get_services().auth.authenticate(event.headers.get("x-api-key"), source_ip(event))
+                current_principal.set(principal)
+                account = principal.account
+            response = _rewrite(get_response(event))
+    except RotasignError as exc:
+        response = error_response(exc)
+    except Exception:
+        log.error("unhandled error", exc_info=True, extra={"event": "unhandled", "path": path})
+        response = internal_error()
+    finally:
+        current_principal.reset(token)
+    log.info(
+        "request",
+        extra={
+            "event": "request",
+            "request_id": (event.context or {}).get("requestId"),
+            "method": event.method,
+            "path": path,
+            "status": response.status_code,
+            "account": account,
+            "duration_ms": round((time.monotonic() - started) * 1000, 2),
+        },
+    )
+    return response

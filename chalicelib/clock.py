@@ -1,0 +1,56 @@
+"""Time: one injectable clock, RFC 3339 formatting, and quarter-hour (interval) arithmetic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def rfc3339(value: datetime) -> str:
+    """`2026-11-29T12:00:00Z` (milliseconds kept when present)."""
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp; raises ValueError."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp needs a timezone")
+    return parsed.astimezone(UTC)
+
+
+def next_tick(now: datetime, interval_seconds: int) -> datetime:
+    """The first interval boundary strictly after `now` (the quarter hour for 900 s)."""
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp((epoch // interval_seconds + 1) * interval_seconds, UTC)
+
+
+def skew_allowance(interval_seconds: int) -> timedelta:
+    """Clock-skew allowance: 5 minutes on the 15-minute schedule, scaled with the interval."""
+    return timedelta(seconds=interval_seconds / 3)
+
+
+def due_window(interval_seconds: int) -> timedelta:
+    """How far ahead a tick looks: 60 s on the 15-minute schedule (EventBridge fires within the minute)."""
+    return timedelta(seconds=interval_seconds / 15)
+
+
+def next_refresh_at(created: datetime, interval_seconds: int) -> datetime:
+    """When a key made at `created` is next due: the first tick that will not already see it as due."""
+    return next_tick(created + due_window(interval_seconds), interval_seconds)
+
+
+def dynamic_validity(created: datetime, interval_seconds: int) -> tuple[datetime, datetime]:
+    """Certificate validity of a dynamic key: skew before creation until the tick after next."""
+    tick = next_refresh_at(created, interval_seconds)
+    return created - skew_allowance(interval_seconds), tick + timedelta(seconds=interval_seconds)

@@ -1,0 +1,199 @@
+"""Key parameters and signature algorithms: the rules that tie them together.
+
+Pure functions over `cryptography` objects, shared by both key backends, the service and the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+
+from chalicelib.errors import UnsupportedAlgorithm, ValidationError
+
+Algorithm = Literal["RSA", "ECDSA", "EdDSA"]
+ALGORITHMS: tuple[str, ...] = ("RSA", "ECDSA", "EdDSA")
+RSA_KEY_SIZES: tuple[int, ...] = (2048, 3072, 4096)
+EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
+}
+ED_CURVE = "Ed25519"
+
+HASH_ALGORITHMS: dict[str, type[hashes.HashAlgorithm]] = {
+    "SHA-256": hashes.SHA256,
+    "SHA-384": hashes.SHA384,
+    "SHA-512": hashes.SHA512,
+}
+HASH_LENGTHS: dict[str, int] = {"SHA-256": 32, "SHA-384": 48, "SHA-512": 64}
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """The parameters of a keypair: algorithm plus key size (RSA) or curve (ECDSA, EdDSA)."""
+
+    algorithm: str
+    key_size: int | None = None
+    curve: str | None = None
+
+    @classmethod
+    def build(cls, algorithm: object, key_size: object = None, curve: object = None) -> KeySpec:
+        """Validate a combination from a request; raises ValidationError / UnsupportedAlgorithm."""
+        if not isinstance(algorithm, str):
+            raise ValidationError("algorithm must be a string.", details={"field": "algorithm"})
+        if algorithm not in ALGORITHMS:
+            raise UnsupportedAlgorithm(
+                f"algorithm must be one of {', '.join(ALGORITHMS)}.", details={"field": "algorithm"}
+            )
+        if key_size is not None and (isinstance(key_size, bool) or not isinstance(key_size, int)):
+            raise ValidationError("key_size must be an integer.", details={"field": "key_size"})
+        if curve is not None and not isinstance(curve, str):
+            raise ValidationError("curve must be a string.", details={"field": "curve"})
+        if algorithm == "RSA":
+            if curve is not None:
+                raise ValidationError("RSA keys take key_size, not curve.", details={"field": "curve"})
+            if key_size is None:
+                raise ValidationError("RSA keys need key_size.", details={"field": "key_size"})
+            if key_size not in RSA_KEY_SIZES:
+                raise UnsupportedAlgorithm(
+                    "RSA key_size must be 2048, 3072 or 4096.", details={"field": "key_size"}
+                )
+            return cls("RSA", key_size, None)
+        if key_size is not None:
+            raise ValidationError(f"{algorithm} keys take no key_size.", details={"field": "key_size"})
+        if algorithm == "ECDSA":
+            if curve is None:
+                raise ValidationError("ECDSA keys need curve.", details={"field": "curve"})
+            if curve not in EC_CURVES:
+                raise UnsupportedAlgorithm(
+                    "ECDSA curve must be P-256, P-384 or P-521.", details={"field": "curve"}
+                )
+            return cls("ECDSA", None, curve)
+        if curve not in (None, ED_CURVE):
+            raise UnsupportedAlgorithm("EdDSA keys use curve Ed25519.", details={"field": "curve"})
+        return cls("EdDSA", None, ED_CURVE)
+
+    def generate(self) -> PrivateKey:
+        """Generate a private key of this spec in process memory (disk storage)."""
+        if self.algorithm == "RSA":
+            assert self.key_size is not None
+            return rsa.generate_private_key(public_exponent=65537, key_size=self.key_size)
+        if self.algorithm == "ECDSA":
+            assert self.curve is not None
+            return ec.generate_private_key(EC_CURVES[self.curve]())
+        return ed25519.Ed25519PrivateKey.generate()
+
+
+@dataclass(frozen=True)
+class SigAlg:
+    """A signature algorithm as named in the API (`SHA256withRSA/PSS`, `Ed25519`, ...)."""
+
+    name: str
+    algorithm: str
+    hash_algorithm: str | None
+    pss: bool = False
+
+    def hash(self) -> hashes.HashAlgorithm:
+        """The `cryptography` hash object; raises for Ed25519, which has none."""
+        if self.hash_algorithm is None:
+            raise UnsupportedAlgorithm("Ed25519 uses no separate hash.")
+        return HASH_ALGORITHMS[self.hash_algorithm]()
+
+
+def _sig_algs() -> dict[str, SigAlg]:
+    table: dict[str, SigAlg] = {}
+    for bits in ("256", "384", "512"):
+        h = f"SHA-{bits}"
+        table[f"SHA{bits}withRSA"] = SigAlg(f"SHA{bits}withRSA", "RSA", h)
+        table[f"SHA{bits}withRSA/PSS"] = SigAlg(f"SHA{bits}withRSA/PSS", "RSA", h, pss=True)
+        table[f"SHA{bits}withECDSA"] = SigAlg(f"SHA{bits}withECDSA", "ECDSA", h)
+    table["Ed25519"] = SigAlg("Ed25519", "EdDSA", None)
+    return table
+
+
+SIG_ALGS: dict[str, SigAlg] = _sig_algs()
+
+
+def resolve_sig_alg(spec: KeySpec, hash_algorithm: str, sig_alg: str | None) -> SigAlg:
+    """Pick (default) or check the sig_alg for a key and hash; raises UnsupportedAlgorithm."""
+    if hash_algorithm not in HASH_ALGORITHMS:
+        raise UnsupportedAlgorithm(
+            "hash_algorithm must be SHA-256, SHA-384 or SHA-512.", details={"field": "hash_algorithm"}
+        )
+    if sig_alg is None:
+        if spec.algorithm == "EdDSA":
+            return SIG_ALGS["Ed25519"]
+        bits = hash_algorithm.split("-")[1]
+        suffix = "RSA" if spec.algorithm == "RSA" else "ECDSA"
+        return SIG_ALGS[f"SHA{bits}with{suffix}"]
+    chosen = SIG_ALGS.get(sig_alg)
+    if chosen is None:
+        raise UnsupportedAlgorithm(f"Unknown sig_alg {sig_alg!r}.", details={"field": "sig_alg"})
+    if chosen.algorithm != spec.algorithm:
+        raise UnsupportedAlgorithm(
+            f"sig_alg {sig_alg} does not fit a {spec.algorithm} key.", details={"field": "sig_alg"}
+        )
+    if chosen.hash_algorithm is not None and chosen.hash_algorithm != hash_algorithm:
+        raise UnsupportedAlgorithm(
+            f"sig_alg {sig_alg} does not match hash_algorithm {hash_algorithm}.",
+            details={"field": "sig_alg"},
+        )
+    return chosen
+
+
+def sign_with_private_key(key: PrivateKey, sig_alg: SigAlg, data: bytes) -> bytes:
+    """Sign with an in-memory key: `data` is the digest for RSA/ECDSA, the message for Ed25519."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    prehashed = utils.Prehashed(sig_alg.hash())
+    if isinstance(key, rsa.RSAPrivateKey):
+        pad: padding.AsymmetricPadding
+        if sig_alg.pss:
+            pad = padding.PSS(mgf=padding.MGF1(sig_alg.hash()), salt_length=sig_alg.hash().digest_size)
+        else:
+            pad = padding.PKCS1v15()
+        return key.sign(data, pad, prehashed)
+    return key.sign(data, ec.ECDSA(prehashed))
+
+
+def verify_signature(public_key: PublicKey, sig_alg: SigAlg, signature: bytes, data: bytes) -> None:
+    """Verify like `sign_with_private_key`; raises cryptography's InvalidSignature."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        public_key.verify(signature, data)
+        return
+    prehashed = utils.Prehashed(sig_alg.hash())
+    if isinstance(public_key, rsa.RSAPublicKey):
+        pad: padding.AsymmetricPadding
+        if sig_alg.pss:
+            pad = padding.PSS(mgf=padding.MGF1(sig_alg.hash()), salt_length=sig_alg.hash().digest_size)
+        else:
+            pad = padding.PKCS1v15()
+        public_key.verify(signature, data, pad, prehashed)
+        return
+    public_key.verify(signature, data, ec.ECDSA(prehashed))
+
+
+def public_key_der(public_key: PublicKey) -> bytes:
+    """DER SubjectPublicKeyInfo."""
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_key_pem(public_key: PublicKey) -> str:
+    """PEM SubjectPublicKeyInfo."""
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def key_id_of(public_key: PublicKey) -> str:
+    """API.md `key_id`: lowercase hex SHA-256 of the DER SubjectPublicKeyInfo."""
+    return hashlib.sha256(public_key_der(public_key)).hexdigest()

@@ -1,0 +1,109 @@
+"""Disk storage: keys made by `cryptography`, sealed with AES-256-GCM under a KMS data key."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from chalicelib.errors import StorageUnavailable, Throttled
+from chalicelib.keys.algorithms import KeySpec, PrivateKey, SigAlg, sign_with_private_key
+from chalicelib.keys.backend import NewKey, SealedKey
+
+_THROTTLING = {"ThrottlingException", "LimitExceededException", "RequestLimitExceeded"}
+
+
+def kms_error(exc: Exception) -> Exception:
+    """Map a KMS/botocore failure to the domain error a client sees."""
+    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _THROTTLING:
+        return Throttled("The key service is throttling requests; retry later.")
+    return StorageUnavailable("The key service is unavailable; nothing was changed.")
+
+
+class DiskKeyStore:
+    """Seals and unseals private keys; decrypted keys are cached briefly per key reference."""
+
+    storage = "disk"
+
+    def __init__(self, kms: Any, kms_key_id: str, cache_seconds: float = 60.0) -> None:
+        self._kms = kms
+        self._kms_key_id = kms_key_id
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, PrivateKey]] = {}
+        self._lock = threading.Lock()
+
+    def generate(self, account: str, key_ref: str, spec: KeySpec) -> NewKey:
+        """Generate a key in memory and seal it; raises StorageUnavailable / Throttled."""
+        private_key = spec.generate()
+        sealed = self.seal(account, key_ref, private_key)
+        return NewKey(private_key.public_key(), key_ref, sealed)
+
+    def seal(self, account: str, key_ref: str, private_key: PrivateKey) -> SealedKey:
+        """Encrypt a private key (PKCS#8 DER) under a fresh data key bound to account and key_ref."""
+        try:
+            data_key = self._kms.generate_data_key(
+                KeyId=self._kms_key_id,
+                KeySpec="AES_256",
+                EncryptionContext=self._context(account, key_ref),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise kms_error(exc) from exc
+        der = private_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        nonce = os.urandom(12)
+        ciphertext = AESGCM(data_key["Plaintext"]).encrypt(nonce, der, key_ref.encode())
+        return SealedKey(ciphertext, nonce, data_key["CiphertextBlob"])
+
+    def unseal(self, account: str, key_ref: str, sealed: SealedKey) -> PrivateKey:
+        """Decrypt a sealed key (cached for a short time per key_ref, which names one generation)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key_ref)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            plain = self._kms.decrypt(
+                CiphertextBlob=sealed.wrapped_key,
+                EncryptionContext=self._context(account, key_ref),
+                KeyId=self._kms_key_id,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise kms_error(exc) from exc
+        der = AESGCM(plain["Plaintext"]).decrypt(sealed.nonce, sealed.ciphertext, key_ref.encode())
+        # The GCM tag authenticates a key this service generated, so OpenSSL's RSA consistency
+        # check (~80 ms for RSA-3072) would only re-prove what the tag already proves.
+        key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
+        with self._lock:
+            self._evict(now)
+            self._cache[key_ref] = (now + self._cache_seconds, key)  # type: ignore[assignment]
+        return key  # type: ignore[return-value]
+
+    def sign(
+        self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: SigAlg, data: bytes
+    ) -> bytes:
+        """Sign with a sealed key."""
+        if sealed is None:
+            raise StorageUnavailable("The key material of this keypair is missing.")
+        return sign_with_private_key(self.unseal(account, key_ref, sealed), sig_alg, data)
+
+    def destroy(self, key_ref: str) -> None:
+        """Forget any cached copy (the sealed material is deleted in the caller's transaction)."""
+        with self._lock:
+            self._cache.pop(key_ref, None)
+
+    def _evict(self, now: float) -> None:
+        for ref in [ref for ref, (expires, _) in self._cache.items() if expires <= now]:
+            del self._cache[ref]
+
+    @staticmethod
+    def _context(account: str, key_ref: str) -> dict[str, str]:
+        keypair, _, generation = key_ref.partition("/")
+        return {"account": account, "keypair": keypair, "generation": generation.split("/")[0]}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests and the local stack need: Debian's softhsm2 and openssl.
+set -euo pipefail
+missing=()
+command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${missing[*]} with apt-get"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "rotasign needs these system packages: ${missing[*]}" >&2
+  echo "install them first, e.g.: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,157 @@
+"""Shared fixtures: in-process moto (DynamoDB, KMS, SQS), the Chalice test client, bootstrapped accounts."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# moto must see fake credentials and no endpoint override before any boto3 client exists.
+for _name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+    del os.environ[_name]
+os.environ.update(
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    ROTASIGN_STAGE="test",
+)
+
+HSM_PIN = "rotasign-test-pin-1234"
+HSM_SO_PIN = "rotasign-test-so-5678"
+HSM_LABEL = "rotasign-tests"
+
+
+@pytest.fixture(scope="session")
+def hsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SoftHSM2 token for this test session (SOFTHSM2_CONF is set for the whole process)."""
+    from chalicelib.keys.softhsm import ensure_token
+
+    conf = ensure_token(tmp_path_factory.mktemp("softhsm"), HSM_LABEL, HSM_PIN, HSM_SO_PIN)
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    return conf
+
+
+@pytest.fixture(scope="session")
+def aws(hsm_conf: Path) -> Iterator[dict[str, str]]:
+    """moto for the whole session, with every table and a KMS key; settings point at them."""
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        kms = boto3.client("kms")
+        key_id = kms.create_key(Description="rotasign tests")["KeyMetadata"]["KeyId"]
+        sqs = boto3.client("sqs")
+        sqs.create_queue(QueueName="rotasign-refresh")
+        os.environ.update(
+            ROTASIGN_KMS_KEY_ID=key_id,
+            ROTASIGN_TABLE_PREFIX="rotasign-test-",
+            ROTASIGN_HSM_TOKEN_LABEL=HSM_LABEL,
+            ROTASIGN_HSM_PIN=HSM_PIN,
+        )
+        from chalicelib.keys.softhsm import find_module
+        from chalicelib.services.deps import set_deps
+        from chalicelib.services.registry import reset_services
+        from chalicelib.settings import get_settings
+        from chalicelib.storage.models import create_tables
+        from chalicelib.storage.tx import reset_connections
+
+        os.environ["ROTASIGN_PKCS11_MODULE"] = find_module()
+        get_settings.cache_clear()
+        set_deps(None)
+        reset_services()
+        reset_connections()
+        create_tables(get_settings())
+        yield {"kms_key_id": key_id}
+        set_deps(None)
+        reset_services()
+
+
+@pytest.fixture
+def services(aws: dict[str, str]) -> Any:
+    """This process's services."""
+    from chalicelib.services.registry import get_services
+
+    return get_services()
+
+
+@dataclass
+class Account:
+    """A bootstrapped account and its admin's key."""
+
+    id: str
+    name: str
+    user_id: str
+    api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key, "Content-Type": "application/json"}
+
+
+def make_account(name: str | None = None) -> Account:
+    """Bootstrap a fresh account (unique name)."""
+    import uuid
+
+    from chalicelib.services.accounts import bootstrap_account
+    from chalicelib.services.deps import get_deps
+
+    name = name or f"acme-{uuid.uuid4().hex[:10]}"
+    result = bootstrap_account(get_deps(), name)
+    return Account(result.account_id, name, result.user_id, result.api_key)
+
+
+@pytest.fixture
+def account(aws: dict[str, str]) -> Account:
+    """A fresh account for one test."""
+    return make_account()
+
+
+@pytest.fixture(scope="module")
+def shared_account(aws: dict[str, str]) -> Account:
+    """One account shared by the tests of a module (for expensive keys made once)."""
+    return make_account()
+
+
+@pytest.fixture
+def client(aws: dict[str, str]) -> Iterator[Any]:
+    """Chalice's test client on the app."""
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app, stage_name="local") as c:
+        yield c
+
+
+class Api:
+    """A small JSON helper over the Chalice test client."""
+
+    def __init__(self, client: Any, account: Account) -> None:
+        self.client = client
+        self.account = account
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        hdrs = dict(self.account.headers)
+        hdrs.update(headers or {})
+        raw = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
+        fn = getattr(self.client.http, method.lower())
+        return fn(f"/api/v1{path}", headers=hdrs, body=raw) if raw is not None else fn(f"/api/v1{path}", headers=hdrs)
+
+    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        response = self.call(method, path, body)
+        assert response.status_code == status, (response.status_code, response.body[:500])
+        return json.loads(response.body) if response.body else None
+
+
+@pytest.fixture
+def api(client: Any, account: Account) -> Api:
+    """The API as the fresh account's admin."""
+    return Api(client, account)
