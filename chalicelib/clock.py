@@ -21,6 +21,12 @@ def rfc3339(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_ms(value: datetime) -> str:
+    """`2026-11-29T12:00:00.000Z`: fixed width, so strings sort in time order (log sort keys)."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 timestamp; raises ValueError."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

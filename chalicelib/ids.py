@@ -31,5 +31,5 @@ def new_id(prefix: str) -> str:
 
 def looks_like_id(value: str, prefix: str | None = None) -> bool:
     """Whether `value` has the shape of a prefixed ULID (optionally of one prefix)."""
-    match = _ID_RE.match(value)
-    return bool(match) and (prefix is None or match.group("prefix") == prefix)
+    match = _ID_RE.fullmatch(value)
+    return match is not None and (prefix is None or match.group("prefix") == prefix)

@@ -37,3 +37,13 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    # botocore logs whole responses at DEBUG, KMS GenerateDataKey plaintext included; PynamoDB logs
+    # request items. Neither may ever reach a log line, whatever level the host sets.
+    for noisy in ("botocore", "boto3", "urllib3", "pynamodb", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    # Metric lines must be the bare EMF object for CloudWatch to read them.
+    metrics = logging.getLogger("rotasign.metrics")
+    plain = logging.StreamHandler()
+    plain.setFormatter(logging.Formatter("%(message)s"))
+    metrics.addHandler(plain)
+    metrics.propagate = False

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.apitest import Account, Api, make_account
 
 # moto must see fake credentials and no endpoint override before any boto3 client exists.
 for _name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
@@ -82,32 +82,6 @@ def services(aws: dict[str, str]) -> Any:
     return get_services()
 
 
-@dataclass
-class Account:
-    """A bootstrapped account and its admin's key."""
-
-    id: str
-    name: str
-    user_id: str
-    api_key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.api_key, "Content-Type": "application/json"}
-
-
-def make_account(name: str | None = None) -> Account:
-    """Bootstrap a fresh account (unique name)."""
-    import uuid
-
-    from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
-
-    name = name or f"acme-{uuid.uuid4().hex[:10]}"
-    result = bootstrap_account(get_deps(), name)
-    return Account(result.account_id, name, result.user_id, result.api_key)
-
-
 @pytest.fixture
 def account(aws: dict[str, str]) -> Account:
     """A fresh account for one test."""
@@ -129,26 +103,6 @@ def client(aws: dict[str, str]) -> Iterator[Any]:
 
     with Client(app, stage_name="local") as c:
         yield c
-
-
-class Api:
-    """A small JSON helper over the Chalice test client."""
-
-    def __init__(self, client: Any, account: Account) -> None:
-        self.client = client
-        self.account = account
-
-    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        hdrs = dict(self.account.headers)
-        hdrs.update(headers or {})
-        raw = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-        fn = getattr(self.client.http, method.lower())
-        return fn(f"/api/v1{path}", headers=hdrs, body=raw) if raw is not None else fn(f"/api/v1{path}", headers=hdrs)
-
-    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        response = self.call(method, path, body)
-        assert response.status_code == status, (response.status_code, response.body[:500])
-        return json.loads(response.body) if response.body else None
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ MAX_BODY = 64 * 1024
 
 def error_response(error: RotasignError) -> Response:
     """The API.md error body with its status (and Retry-After for 429)."""
-    headers = {"Content-Type": "application/json"}
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json"}
     if error.status == 429:
         headers["Retry-After"] = "1"
     return Response(body=error.body(), status_code=error.status, headers=headers)
@@ -57,7 +57,8 @@ def json_body(request: Request) -> Any:
         raise ValidationError("The request needs a JSON body.")
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    # RecursionError: a body of thousands of nested brackets fits in 64 KiB.
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidJson() from exc
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from chalice import Response
 from chalice.app import Request
@@ -66,7 +65,8 @@ def http_middleware(event: Request, get_response: Callable[[Request], Response])
         if len(raw) > MAX_BODY:
             response = error_response(PayloadTooLarge())
         else:
-            if path not in PUBLIC_PATHS and not (path in SELF_AUTHENTICATED and "account" in (event.query_params or {})):
+            self_authenticated = path in SELF_AUTHENTICATED and "account" in (event.query_params or {})
+            if path not in PUBLIC_PATHS and not self_authenticated:
                 principal = get_services().auth.authenticate(event.headers.get("x-api-key"), source_ip(event))
                 current_principal.set(principal)
                 account = principal.account

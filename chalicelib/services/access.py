@@ -114,7 +114,7 @@ class Authenticator:
             hit = self._cache.get(fingerprint)
         if hit is not None and hit[0] > now:
             return hit[1]
-        match = _KEY_RE.match(header)
+        match = _KEY_RE.fullmatch(header)
         if match is None:
             log.info("authentication failed", extra={"event": "auth_failed", "reason": "malformed"})
             raise Unauthenticated("The API key is malformed.")
@@ -160,8 +160,8 @@ class Authenticator:
             account=item.account,
             user_id=user.id,
             name=user.name,
-            roles=tuple(user.roles),
-            permissions=effective_permissions(list(user.roles), list(user.permissions)),
+            roles=tuple(str(role) for role in user.roles),
+            permissions=effective_permissions([str(r) for r in user.roles], [str(p) for p in user.permissions]),
             api_key_id=item.id,
         )
 

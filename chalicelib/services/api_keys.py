@@ -93,6 +93,9 @@ class ApiKeyService:
     def revoke(self, who: Principal, user_id: str, key_id: str, source_ip: str | None) -> None:
         """DELETE /users/{id}/api-keys/{key id}: idempotent; audited once."""
         user = self._user(who.account, user_id)
+        # Key ids are bare ULIDs; anything else (DynamoDB refuses keys over 2 KiB) names no key.
+        if not looks_like_id(f"key_{key_id}", "key"):
+            raise NotFound("No such API key.")
         try:
             item = ApiKeyModel.get(key_id)
         except DoesNotExist:

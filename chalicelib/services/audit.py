@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.clock import rfc3339
+from chalicelib.clock import rfc3339, rfc3339_ms
 from chalicelib.ids import ulid
 from chalicelib.storage.models import AuditLogModel
 
@@ -24,7 +24,7 @@ class Actor:
 
 def log_sort_key(at: datetime) -> str:
     """`at#ulid`: time-ordered and unique, so a conditional put never overwrites an entry."""
-    return f"{rfc3339(at)}#{ulid(int(at.timestamp() * 1000))}"
+    return f"{rfc3339_ms(at)}#{ulid(int(at.timestamp() * 1000))}"
 
 
 def audit_item(

@@ -36,9 +36,10 @@ def check_alias(value: Any) -> str:
     """1..64 of [A-Za-z0-9._-], and not shaped like a keypair id."""
     if not isinstance(value, str):
         raise _bad("alias", "alias must be a string.")
-    if not ALIAS_RE.match(value):
+    # fullmatch: `$` in match() also accepts a trailing newline.
+    if not ALIAS_RE.fullmatch(value):
         raise _bad("alias", "alias must be 1 to 64 letters, digits, dots, dashes or underscores.")
-    if ID_SHAPE_RE.match(value):
+    if ID_SHAPE_RE.fullmatch(value):
         raise _bad("alias", "alias may not look like a keypair id.")
     return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -177,7 +178,8 @@ class KeypairService:
             start = pagination.open_token(key, params["next"], principal.account, "keypairs", filters)
         if "alias" in filters:
             try:
-                items = [self.resolve(principal.account, filters["alias"])]
+                # resolve() also takes ids; no alias looks like one, so an id matches nothing here.
+                items = [] if looks_like_id(filters["alias"]) else [self.resolve(principal.account, filters["alias"])]
             except NotFound:
                 items = []
             items = [kp for kp in items if all(getattr(kp, f) == v for f, v in filters.items() if f != "alias")]
@@ -345,7 +347,7 @@ class KeypairService:
                                            "keypair_id": kp_id, "outcome": "success"})
         return keypair_dict(kp)
 
-    def _check_users_exist(self, account: str, user_ids: list[str]) -> None:
+    def _check_users_exist(self, account: str, user_ids: Sequence[str]) -> None:
         if not user_ids:
             return
         try:
@@ -400,9 +402,12 @@ class KeypairService:
                   for field in changes}
         who = Actor(principal.account, principal.user_id, source_ip)
         old_alias = kp.alias
+        # A change of case keeps the claim (aliases are claimed case-insensitively); one transaction
+        # may not delete and put the same item.
+        moves_claim = "alias" in changes and alias_key(changes["alias"]) != alias_key(old_alias)
         try:
             with transaction() as tx:
-                if "alias" in changes:
+                if moves_claim:
                     tx.delete(AliasClaim(principal.account, alias_key(old_alias)),
                               condition=AliasClaim.keypair_id == kp.id)
                     tx.save(AliasClaim(principal.account, alias_key(changes["alias"]), keypair_id=kp.id),
@@ -417,7 +422,7 @@ class KeypairService:
                 )
         except TransactWriteError as exc:
             codes = cancellation_codes(exc)
-            if "alias" in changes and len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+            if moves_claim and len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
                 raise AliasTaken(details={"alias": changes["alias"]}) from exc
             if "ConditionalCheckFailed" in codes:
                 raise Conflict() from exc
@@ -425,8 +430,21 @@ class KeypairService:
         return keypair_dict(self.resolve(principal.account, kp.id))
 
     def delete(self, principal: Principal, ref: str, source_ip: str | None) -> None:
-        """DELETE /keypairs/{keypair}: tombstone, free the alias, destroy the key at once."""
-        kp = self.resolve(principal.account, ref)
+        """DELETE /keypairs/{keypair}: tombstone, free the alias, destroy the key at once.
+
+        A refresh that commits between our read and our write moves the version on; the delete then
+        reads again and retries once, so a dynamic keypair can be deleted while it is refreshed.
+        """
+        for attempt in (1, 2):
+            kp = self.resolve(principal.account, ref)
+            try:
+                self._delete_once(principal, kp, source_ip)
+                return
+            except Conflict:
+                if attempt == 2:
+                    raise
+
+    def _delete_once(self, principal: Principal, kp: KeypairModel, source_ip: str | None) -> None:
         now = self.deps.clock()
         who = Actor(principal.account, principal.user_id, source_ip)
         try:

@@ -24,7 +24,8 @@ def parse_limit(raw: str | None) -> int:
     """`?limit=`: 1..500, default 50; raises ValidationError."""
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone accepts "²" (int() then fails) and other scripts' digits.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationError("limit must be an integer from 1 to 500.", details={"field": "limit"})
     return int(raw)
 
