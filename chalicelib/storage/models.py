@@ -22,6 +22,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.settings import Settings
+from chalicelib.storage.retention import enable_log_ttl
 
 
 class _Meta:
@@ -232,7 +233,7 @@ class AuditLogModel(Model):
     resource_alias = UnicodeAttribute(null=True)
     outcome = UnicodeAttribute()
     error = UnicodeAttribute(null=True)
-    details = MapAttribute[str, Any](default=dict)
+    details: MapAttribute[str, Any] = MapAttribute(default=dict)
     source_ip = UnicodeAttribute(null=True)
     expires = TTLAttribute(null=True)
     k_type_action = UnicodeAttribute()
@@ -315,4 +316,5 @@ def create_tables(settings: Settings) -> list[str]:
         if not model.exists():
             model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
             created.append(model.Meta.table_name)
+    enable_log_ttl(settings)
     return created

@@ -1,0 +1,239 @@
+"""Every mutating route writes exactly one audit entry per state change (and the sign route its signature log).
+
+`CASES` maps each mutating route of `app.app.routes` to a function that makes valid requests to it and
+says which entries each must write. A route missing from the table fails the test, so a new route
+cannot ship without its audit entry being checked. To add one: write a case function that prepares
+what it needs, makes each request inside `ctx.change()`, and calls `change.expect(...)`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from asn1crypto import tsp
+
+from tests.apitest import Account, Api
+
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+EC_KEYPAIR = {"algorithm": "ECDSA", "curve": "P-256", "storage": "disk"}
+Entry = tuple[str, str, str | None]  # (type, action, resource_id)
+ANY_TYPE = "*"  # for an entry whose type is not the point (a refusal that names no keypair)
+
+
+@dataclass
+class Change:
+    """The log entries one request wrote, and whether the case checked them."""
+
+    audit: list[Any] = field(default_factory=list)
+    signatures: list[Any] = field(default_factory=list)
+    checked: bool = False
+
+    def expect(self, *audit: Entry, signatures: int = 0) -> None:
+        """Exactly these audit entries (in any order) and this many signature-log entries."""
+        self.checked = True
+        # With a wildcard expected, types are not compared at all (cases use it for one-entry changes).
+        wildcard = any(kind == ANY_TYPE for kind, _, _ in audit)
+        got = sorted((ANY_TYPE if wildcard else e.type, e.action, e.resource_id) for e in self.audit)
+        assert got == sorted(audit), f"audit entries {got}, expected {sorted(audit)}"
+        assert len(self.signatures) == signatures, f"{len(self.signatures)} signature-log entries, not {signatures}"
+        for entry in self.audit:
+            assert entry.outcome in ("success", "failure") and entry.at and entry.actor
+
+
+@dataclass
+class Ctx:
+    """What a case works with: the account's admin API and a record of every change made."""
+
+    api: Api
+    account: Account
+    changes: list[Change] = field(default_factory=list)
+
+    @contextmanager
+    def change(self) -> Iterator[Change]:
+        """Collect the log entries written by the requests made inside the block."""
+        before_audit, before_sig = _log_keys(self.account.id)
+        change = Change()
+        yield change
+        from chalicelib.storage.models import AuditLogModel, SignatureLogModel
+
+        change.audit = [e for e in AuditLogModel.query(self.account.id, consistent_read=True)
+                        if e.sk not in before_audit]
+        change.signatures = [e for e in SignatureLogModel.query(self.account.id, consistent_read=True)
+                             if e.sk not in before_sig]
+        self.changes.append(change)
+
+    def keypair(self, alias: str, kind: str = "static", **extra: Any) -> dict[str, Any]:
+        """A keypair made before the change under test."""
+        return dict(self.api.ok("POST", "/keypairs", {"alias": alias, "type": kind, **EC_KEYPAIR, **extra}, 201))
+
+
+def _log_keys(account: str) -> tuple[set[str], set[str]]:
+    from chalicelib.storage.models import AuditLogModel, SignatureLogModel
+
+    return ({e.sk for e in AuditLogModel.query(account, consistent_read=True)},
+            {e.sk for e in SignatureLogModel.query(account, consistent_read=True)})
+
+
+def _digest_body(data: bytes = b"artifact") -> dict[str, str]:
+    return {"hash": base64.b64encode(hashlib.sha256(data).digest()).decode(), "hash_algorithm": "SHA-256"}
+
+
+# -- one function per mutating route ------------------------------------------------------------
+
+
+def create_keypair(ctx: Ctx) -> None:
+    for kind in ("static", "dynamic"):
+        with ctx.change() as change:
+            kp = ctx.api.ok("POST", "/keypairs", {"alias": f"new-{kind}", "type": kind, **EC_KEYPAIR}, 201)
+        change.expect((kind, "generate", kp["id"]))
+    with ctx.change() as change:  # refused: nothing changed, nothing logged
+        assert ctx.api.call("POST", "/keypairs", {"alias": "new-static", "type": "static",
+                                                  **EC_KEYPAIR}).status_code == 409
+    change.expect()
+
+
+def patch_keypair(ctx: Ctx) -> None:
+    kp = ctx.keypair("patched", "dynamic")
+    for body, action in (({"status": "offline"}, "suspend"), ({"status": "online"}, "unsuspend"),
+                         ({"alias": "patched-2"}, "update"), ({"access": "restricted"}, "update"),
+                         ({"alias": "patched-3", "status": "offline"}, "update")):
+        with ctx.change() as change:
+            ctx.api.ok("PATCH", f"/keypairs/{kp['id']}", body)
+        change.expect(("dynamic", action, kp["id"]))
+    with ctx.change() as change:  # no state change, no entry
+        ctx.api.ok("PATCH", f"/keypairs/{kp['id']}", {"alias": "patched-3", "status": "offline"})
+    change.expect()
+
+
+def delete_keypair(ctx: Ctx) -> None:
+    kp = ctx.keypair("doomed")
+    with ctx.change() as change:
+        ctx.api.ok("DELETE", f"/keypairs/{kp['id']}", status=204)
+    change.expect(("static", "delete", kp["id"]))
+    with ctx.change() as change:
+        assert ctx.api.call("DELETE", f"/keypairs/{kp['id']}").status_code == 404
+    change.expect()
+
+
+def refresh_keypair(ctx: Ctx) -> None:
+    kp = ctx.keypair("refreshed", "dynamic")
+    with ctx.change() as change:
+        ctx.api.ok("POST", f"/keypairs/{kp['id']}/refresh")
+    change.expect(("dynamic", "refresh", kp["id"]))
+    static = ctx.keypair("not-refreshed")
+    with ctx.change() as change:
+        assert ctx.api.call("POST", f"/keypairs/{static['id']}/refresh").status_code == 409
+    change.expect()
+
+
+def sign(ctx: Ctx) -> None:
+    """Every attempt writes one signature-log entry; a refusal also one sign_denied audit entry."""
+    kp = ctx.keypair("signer")
+    with ctx.change() as change:
+        signed = ctx.api.ok("POST", f"/keypairs/{kp['id']}/sign", _digest_body())
+    change.expect(signatures=1)
+    assert change.signatures[0].id == signed["signature_log_id"] and change.signatures[0].status == "success"
+    ctx.api.ok("PATCH", f"/keypairs/{kp['id']}", {"status": "offline"})
+    with ctx.change() as change:
+        refused = ctx.api.call("POST", f"/keypairs/{kp['id']}/sign", _digest_body())
+        assert refused.status_code == 403
+    change.expect(("static", "sign_denied", kp["id"]), signatures=1)
+    assert change.signatures[0].status == "failed" and change.signatures[0].error == "keypair_offline"
+    with ctx.change() as change:
+        assert ctx.api.call("POST", "/keypairs/no-such-alias/sign", _digest_body()).status_code == 404
+    change.expect((ANY_TYPE, "sign_denied", None), signatures=1)
+
+
+def timestamp(ctx: Ctx) -> None:
+    """Time-stamps are counted (services/timestamping.py StampCounter), never logged one by one."""
+    query = tsp.TimeStampReq({
+        "version": 1,
+        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": hashlib.sha256(b"x").digest()},
+        "cert_req": True,
+    }).dump()
+    with ctx.change() as change:
+        response = ctx.api.client.http.post("/api/v1/timestamp", body=query, headers={
+            "X-API-Key": ctx.account.api_key, "Content-Type": "application/timestamp-query", "Accept": "*/*"})
+        assert response.status_code == 200
+    change.expect()
+
+
+def patch_account(ctx: Ctx) -> None:
+    with ctx.change() as change:
+        ctx.api.ok("PATCH", "/account", {"public_tsa": True})
+    change.expect(("account", "update", ctx.account.id))
+    with ctx.change() as change:
+        ctx.api.ok("PATCH", "/account", {"public_tsa": True})
+    change.expect()
+
+
+def create_api_key(ctx: Ctx) -> None:
+    with ctx.change() as change:
+        key = ctx.api.ok("POST", f"/users/{ctx.account.user_id}/api-keys", {"name": "ci"}, 201)
+    change.expect(("api_key", "create", key["id"]))
+
+
+def revoke_api_key(ctx: Ctx) -> None:
+    key = ctx.api.ok("POST", f"/users/{ctx.account.user_id}/api-keys", {"name": "old"}, 201)
+    with ctx.change() as change:
+        ctx.api.ok("DELETE", f"/users/{ctx.account.user_id}/api-keys/{key['id']}", status=204)
+    change.expect(("api_key", "revoke", key["id"]))
+    with ctx.change() as change:  # revoking again is a no-op: no second entry
+        ctx.api.ok("DELETE", f"/users/{ctx.account.user_id}/api-keys/{key['id']}", status=204)
+    change.expect()
+
+
+CASES: dict[tuple[str, str], Callable[[Ctx], None]] = {
+    ("POST", "/api/v1/keypairs"): create_keypair,
+    ("PATCH", "/api/v1/keypairs/{keypair}"): patch_keypair,
+    ("DELETE", "/api/v1/keypairs/{keypair}"): delete_keypair,
+    ("POST", "/api/v1/keypairs/{keypair}/refresh"): refresh_keypair,
+    ("POST", "/api/v1/keypairs/{keypair}/sign"): sign,
+    ("POST", "/api/v1/timestamp"): timestamp,
+    ("PATCH", "/api/v1/account"): patch_account,
+    ("POST", "/api/v1/users/{user_id}/api-keys"): create_api_key,
+    ("DELETE", "/api/v1/users/{user_id}/api-keys/{key_id}"): revoke_api_key,
+}
+
+
+def mutating_routes() -> list[tuple[str, str]]:
+    from app import app
+
+    return sorted((method, path) for path, methods in app.routes.items() for method in methods if method in MUTATING)
+
+
+def test_every_mutating_route_has_a_case() -> None:
+    routes = mutating_routes()
+    missing = [f"{method} {path}" for method, path in routes if (method, path) not in CASES]
+    assert not missing, "mutating routes without an audit-coverage case (add them to CASES): " + ", ".join(missing)
+    stale = [f"{method} {path}" for method, path in CASES if (method, path) not in routes]
+    assert not stale, "CASES names routes that no longer exist: " + ", ".join(stale)
+
+
+@pytest.mark.parametrize("route", mutating_routes(), ids=lambda r: f"{r[0]} {r[1]}")
+def test_each_state_change_writes_exactly_one_audit_entry(
+    client: Any, account: Account, route: tuple[str, str]
+) -> None:
+    case = CASES.get(route)
+    assert case is not None, f"{route[0]} {route[1]} has no audit-coverage case: add one to CASES"
+    ctx = Ctx(Api(client, account), account)
+    case(ctx)
+    assert ctx.changes and all(c.checked for c in ctx.changes), "every change must state what it logs"
+
+
+def test_entries_written_by_the_cases_are_readable_through_the_api(client: Any, account: Account) -> None:
+    ctx = Ctx(Api(client, account), account)
+    create_keypair(ctx)
+    sign(ctx)
+    written = {e.id for c in ctx.changes for e in c.audit}
+    listed = json.loads(ctx.api.call("GET", "/audit-logs?limit=500").body)["items"]
+    assert written <= {e["id"] for e in listed}
+    signed = {e.id for c in ctx.changes for e in c.signatures}
+    assert signed == {e["id"] for e in json.loads(ctx.api.call("GET", "/signature-logs").body)["items"]}
