@@ -8,7 +8,7 @@ from chalice import Blueprint, Response
 
 import chalicelib
 from chalicelib.api.http import endpoint, json_body, principal, source_ip
-from chalicelib.services.accounts import account_dict
+from chalicelib.services.accounts import account_dict, update_account
 from chalicelib.services.registry import get_services
 
 bp = Blueprint(__name__)
@@ -39,6 +39,15 @@ def me() -> dict[str, Any]:
 def get_account() -> dict[str, Any]:
     """The account's settings."""
     return account_dict(get_services().accounts.get(principal().account))
+
+
+@bp.route("/account", methods=["PATCH"])
+@endpoint("manage_account")
+def patch_account() -> dict[str, Any]:
+    """Change the account's settings (teams_enabled, require_keypair_profile, public_tsa)."""
+    request = bp.current_request
+    services = get_services()
+    return update_account(services.deps, services.accounts, principal(), json_body(request), source_ip(request))
 
 
 @bp.route("/ca", methods=["GET"])

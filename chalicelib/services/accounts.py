@@ -16,7 +16,7 @@ from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.ids import new_id
 from chalicelib.keys.algorithms import KeySpec, PrivateKey, PublicKey
 from chalicelib.pki.certificates import issue_tsa_certificate, make_ca_certificate, to_pem
-from chalicelib.services.access import new_api_key
+from chalicelib.services.access import Principal, new_api_key
 from chalicelib.services.audit import Actor, audit_item
 from chalicelib.services.authorities import authority_ref, material_item, new_authority_key
 from chalicelib.services.deps import Deps
@@ -50,9 +50,11 @@ class AccountExists(Conflict):
     default_message = "An account with this name already exists."
 
 
-def bootstrap_account(deps: Deps, name: str, admin_name: str = "admin", admin_email: str | None = None) -> BootstrapResult:
+def bootstrap_account(
+    deps: Deps, name: str, admin_name: str = "admin", admin_email: str | None = None
+) -> BootstrapResult:
     """Create an account, its production and test CAs, its TSA and its first admin, in one transaction."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValidationError("Account names are 1-100 letters, digits, spaces, dots, dashes or underscores.")
     now = deps.clock()
     account_id = new_id("acct")
@@ -169,3 +171,49 @@ def account_dict(account: AccountModel) -> dict[str, Any]:
         "public_tsa": bool(account.public_tsa),
         "created_at": account.created_at,
     }
+
+
+ACCOUNT_PATCH_FIELDS = ("teams_enabled", "require_keypair_profile", "public_tsa")
+
+
+def update_account(
+    deps: Deps, cache: AccountCache, principal: Principal, body: Any, source_ip: str | None
+) -> dict[str, Any]:
+    """PATCH /account: the boolean settings; one transaction with its audit entry. Raises 400/409/503."""
+    if not isinstance(body, dict):
+        raise ValidationError("The body must be a JSON object.")
+    for name, value in body.items():
+        if name not in ACCOUNT_PATCH_FIELDS:
+            raise ValidationError(f"Unknown field {name!r}.", details={"field": name})
+        if not isinstance(value, bool):
+            raise ValidationError(f"{name} must be true or false.", details={"field": name})
+    try:
+        account = AccountModel.get(principal.account, consistent_read=True)
+    except DoesNotExist as exc:
+        raise NotFound("No such account.") from exc
+    except PynamoDBException as exc:
+        raise storage_error(exc) from exc
+    changes = {name: value for name, value in body.items() if bool(getattr(account, name)) != value}
+    if not changes:
+        return account_dict(account)
+    now = deps.clock()
+    entry = audit_item(
+        Actor(account.id, principal.user_id, source_ip), now, type="account", action="update",
+        resource_id=account.id, resource_alias=account.name, retention_days=deps.settings.log_retention_days,
+        details={"changes": {name: {"from": not value, "to": value} for name, value in changes.items()}},
+    )
+    try:
+        with transaction() as tx:
+            # The version condition (added by PynamoDB) makes a concurrent change a 409, not a lost update.
+            tx.update(account, actions=[getattr(AccountModel, name).set(value) for name, value in changes.items()],
+                      condition=AccountModel.id.exists())
+            tx.save(entry, condition=AuditLogModel.sk.does_not_exist())
+    except TransactWriteError as exc:
+        if "ConditionalCheckFailed" in cancellation_codes(exc):
+            raise Conflict() from exc
+        raise storage_error(exc) from exc
+    cache.forget(account.id)
+    for name, value in changes.items():
+        setattr(account, name, value)
+    log.info("account updated", extra={"event": "account_update", "account": account.id, "fields": sorted(changes)})
+    return account_dict(account)
