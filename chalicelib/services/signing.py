@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.connection import Connection
 from pynamodb.exceptions import GetError, PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -48,7 +47,6 @@ from chalicelib.services.audit import Actor, audit_item, log_sort_key
 from chalicelib.services.authorities import sealed_of
 from chalicelib.services.deps import Deps
 from chalicelib.services.keypairs import alias_key, cert_dict, spec_of
-from chalicelib.settings import get_settings
 from chalicelib.storage.models import (
     AliasClaim,
     AuditLogModel,
@@ -57,7 +55,7 @@ from chalicelib.storage.models import (
     KeypairModel,
     SignatureLogModel,
 )
-from chalicelib.storage.tx import cancellation_codes, transaction
+from chalicelib.storage.tx import cancellation_codes, connection, transaction
 
 log = logging.getLogger("rotasign.signing")
 
@@ -217,18 +215,6 @@ class _Read:
 class KeypairReader:
     """Reads a keypair row together with its key material in one BatchGetItem."""
 
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def _connection(self) -> Connection:
-        # One Connection per thread, as storage.tx does: PynamoDB creates its client lazily.
-        conn: Connection | None = getattr(self._local, "conn", None)
-        region = get_settings().region
-        if conn is None or conn.region != region:
-            conn = Connection(region=region)
-            self._local.conn = conn
-        return conn
-
     def read(self, account: str, kp_id: str, material_ref: str | None) -> _Read:
         """Strongly consistent reads of the row and (when named) its material; raises PynamoDBException.
 
@@ -243,7 +229,7 @@ class KeypairReader:
         found: dict[str, list[dict[str, Any]]] = {}
         for _ in range(4):
             try:
-                data = self._connection().dispatch("BatchGetItem", {"RequestItems": request})
+                data = connection().dispatch("BatchGetItem", {"RequestItems": request})
             except (BotoCoreError, ClientError) as exc:
                 raise GetError("BatchGetItem of a keypair failed", exc) from exc
             for table, items in data.get("Responses", {}).items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -12,6 +11,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.errors import Conflict, RotasignError, StorageUnavailable, Throttled
 from chalicelib.settings import get_settings
+from chalicelib.storage.models import configure_models, shared_connection
 
 _THROTTLING = {
     "ProvisionedThroughputExceededException",
@@ -19,23 +19,20 @@ _THROTTLING = {
     "RequestLimitExceeded",
     "LimitExceededException",
 }
-_local = threading.local()
 
 
-def _connection() -> Connection:
-    # One Connection per thread: botocore clients are thread-safe, but PynamoDB keeps the client on
-    # the Connection and creates it lazily, which is not.
-    conn: Connection | None = getattr(_local, "conn", None)
-    region = get_settings().region
-    if conn is None or conn.region != region:
-        conn = Connection(region=region)
-        _local.conn = conn
-    return conn
+def connection() -> Connection:
+    """The shared PynamoDB connection (built from settings on first use)."""
+    try:
+        return shared_connection()
+    except RuntimeError:
+        configure_models(get_settings())
+        return shared_connection()
 
 
 def reset_connections() -> None:
-    """Forget this thread's connection (tests that switch endpoints)."""
-    _local.conn = None
+    """Build fresh clients for every model (tests that switch endpoints or add botocore handlers)."""
+    configure_models(get_settings())
 
 
 def cancellation_codes(exc: TransactWriteError) -> list[str | None]:
@@ -60,7 +57,7 @@ def storage_error(exc: PynamoDBException) -> RotasignError:
 @contextmanager
 def transaction() -> Iterator[TransactWrite]:
     """A TransactWriteItems, committed when the block ends; failures propagate as TransactWriteError."""
-    with TransactWrite(connection=_connection()) as tx:
+    with TransactWrite(connection=connection()) as tx:
         yield tx
 
 
