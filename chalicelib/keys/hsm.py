@@ -23,7 +23,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Generic, NoReturn, Self, TypeVar, cast
 
 import pkcs11
 from asn1crypto.core import OctetString
@@ -496,11 +496,35 @@ def _hash_params(hash_alg: hashes.HashAlgorithm) -> tuple[Mechanism, MGF, bytes]
         raise UnsupportedAlgorithm(f"HSM keys sign with SHA-256/384/512, not {hash_alg.name}.") from None
 
 
-class _HsmRsaPrivateKey(rsa.RSAPrivateKey):
-    """An RSA key on the token, usable wherever `cryptography` expects an RSAPrivateKey."""
+_P = TypeVar("_P", rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)
 
-    def __init__(self, backend: HsmBackend, label: str, public_key: rsa.RSAPublicKey) -> None:
-        self._backend, self._label, self._public_key = backend, label, public_key
+
+class _OnToken(Generic[_P]):
+    """What every token-backed key shares: its handle, and no way to get the private key out."""
+
+    def __init__(self, backend: HsmBackend, label: str, public_key: _P) -> None:
+        self._backend = backend
+        self._label = label
+        self._public_key: _P = public_key
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        """Not possible: raises TypeError."""
+        _no_export()
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
+
+class _HsmRsaPrivateKey(_OnToken[rsa.RSAPublicKey], rsa.RSAPrivateKey):
+    """An RSA key on the token, usable wherever `cryptography` expects an RSAPrivateKey."""
 
     def sign(
         self,
@@ -553,27 +577,10 @@ class _HsmRsaPrivateKey(rsa.RSAPrivateKey):
         """Not possible: raises TypeError."""
         _no_export()
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        """Not possible: raises TypeError."""
-        _no_export()
-
-    def __copy__(self) -> _HsmRsaPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> _HsmRsaPrivateKey:
-        return self
 
 
-class _HsmEcPrivateKey(ec.EllipticCurvePrivateKey):
+class _HsmEcPrivateKey(_OnToken[ec.EllipticCurvePublicKey], ec.EllipticCurvePrivateKey):
     """An ECDSA key on the token, usable wherever `cryptography` expects an EllipticCurvePrivateKey."""
-
-    def __init__(self, backend: HsmBackend, label: str, public_key: ec.EllipticCurvePublicKey) -> None:
-        self._backend, self._label, self._public_key = backend, label, public_key
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         """DER ECDSA signature made on the token."""
@@ -610,27 +617,10 @@ class _HsmEcPrivateKey(ec.EllipticCurvePrivateKey):
         """Not possible: raises TypeError."""
         _no_export()
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        """Not possible: raises TypeError."""
-        _no_export()
-
-    def __copy__(self) -> _HsmEcPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> _HsmEcPrivateKey:
-        return self
 
 
-class _HsmEd25519PrivateKey(ed25519.Ed25519PrivateKey):
+class _HsmEd25519PrivateKey(_OnToken[ed25519.Ed25519PublicKey], ed25519.Ed25519PrivateKey):
     """An Ed25519 key on the token, usable wherever `cryptography` expects an Ed25519PrivateKey."""
-
-    def __init__(self, backend: HsmBackend, label: str, public_key: ed25519.Ed25519PublicKey) -> None:
-        self._backend, self._label, self._public_key = backend, label, public_key
 
     def sign(self, data: Buffer) -> bytes:
         """PureEdDSA signature made on the token."""
@@ -640,21 +630,7 @@ class _HsmEd25519PrivateKey(ed25519.Ed25519PrivateKey):
         """The matching public key (read from the token when the key was loaded)."""
         return self._public_key
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        """Not possible: raises TypeError."""
-        _no_export()
-
     def private_bytes_raw(self) -> bytes:
         """Not possible: raises TypeError."""
         _no_export()
 
-    def __copy__(self) -> _HsmEd25519PrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> _HsmEd25519PrivateKey:
-        return self
