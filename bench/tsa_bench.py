@@ -10,7 +10,7 @@ service's own cost per stamp on one core with the network left out. Rows:
 - POST /keypairs/{k}/sign: a whole signature with its token, for the token's share of a sign request
   (moto's DynamoDB dominates that row; in AWS the storage calls are network round trips instead).
 
-Run: `.venv/bin/python -m bench.tsa_bench [--seconds 2]`; prints a table and one JSON line.
+Run: `.venv/bin/python bench/tsa_bench.py [--seconds 2]` (or `make bench`); prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python bench/tsa_bench.py` or `-m bench.tsa_bench`
+
+from common import aws_env
+
 
 def _rate(fn: Callable[[], object], seconds: float) -> float:
     """Calls per second of `fn`, after a short warm-up."""
@@ -44,23 +48,9 @@ def _rate(fn: Callable[[], object], seconds: float) -> float:
             return done / (now - started)
 
 
-def _environment() -> None:
-    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-        del os.environ[name]
-    os.environ.update(
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_SESSION_TOKEN="testing",
-        ROTASIGN_STAGE="bench",
-        ROTASIGN_TABLE_PREFIX="rotasign-bench-",
-    )
-
-
 def run(seconds: float) -> dict[str, Any]:
     """Measure every row; returns the figures."""
-    _environment()
+    aws_env()
     from moto import mock_aws
 
     with mock_aws():
