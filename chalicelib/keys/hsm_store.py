@@ -41,6 +41,10 @@ class HsmKeyStore:
         """A `cryptography` key object that signs on the token (for CA keys)."""
         return self.backend.private_key(key_ref)
 
+    def health(self) -> None:
+        """Check that the token answers (opening and logging in a session if needed); raises HsmUnavailable."""
+        self.backend.health()
+
     def list_refs(self, prefix: str = "") -> list[str]:
         """Key references on the token (for the orphan sweep)."""
         return self.backend.list_labels(prefix)

@@ -122,7 +122,11 @@ def bootstrap_account(
             raise storage_error(exc) from exc
     except BaseException:
         for ref in made_on_hsm:
-            deps.hsm().destroy(ref)
+            try:
+                deps.hsm().destroy(ref)
+            except Exception:
+                # Keep going (one failed destroy must not strand the other keys) and keep the caller's error.
+                log.warning("could not destroy an authority key of a failed bootstrap", extra={"key_ref": ref})
         raise
     log.info("account bootstrapped", extra={"event": "bootstrap", "account": account_id, "user": user_id})
     return BootstrapResult(account_id, name, user_id, issued.key)

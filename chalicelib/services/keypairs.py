@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteEr
 from pynamodb.expressions.condition import Condition
 
 from chalicelib.clock import dynamic_validity, next_refresh_at, rfc3339
-from chalicelib.errors import AliasTaken, Conflict, NotFound, ValidationError
+from chalicelib.errors import AliasTaken, Conflict, HsmUnavailable, NotFound, ValidationError
 from chalicelib.ids import looks_like_id, new_id
 from chalicelib.keys.algorithms import KeySpec, key_id_of, public_key_pem
 from chalicelib.keys.backend import NewKey
@@ -445,6 +445,10 @@ class KeypairService:
                     raise
 
     def _delete_once(self, principal: Principal, kp: KeypairModel, source_ip: str | None) -> None:
+        if kp.storage == "hsm":
+            # An unreachable token refuses the delete before anything changes: committing first would
+            # answer 503 for a keypair that is gone, with its key still on the token.
+            self.deps.hsm().health()
         now = self.deps.clock()
         who = Actor(principal.account, principal.user_id, source_ip)
         try:
@@ -472,4 +476,11 @@ class KeypairService:
                 raise Conflict() from exc
             raise storage_error(exc) from exc
         # The row no longer references the key, so destroying it now cannot strand a live keypair.
-        self.deps.backend(kp.storage).destroy(kp.key_ref)
+        try:
+            self.deps.backend(kp.storage).destroy(kp.key_ref)
+        except HsmUnavailable:
+            # The delete is committed (a 503 would claim nothing changed, and a retry would get 404); the
+            # token went away after the check above, and the orphan sweep destroys the unreferenced key.
+            log.error("key destroy deferred to the orphan sweep",
+                      extra={"event": "keypair_delete", "keypair_id": kp.id, "key_ref": kp.key_ref,
+                             "outcome": "destroy_deferred"})
