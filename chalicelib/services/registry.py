@@ -11,6 +11,10 @@ from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.services.authorities import Authorities
 from chalicelib.services.deps import Deps, get_deps
 from chalicelib.services.keypairs import KeypairService
+from chalicelib.services.logs import LogService
+from chalicelib.services.refresh import RefreshService
+from chalicelib.services.signing import SigningService
+from chalicelib.services.timestamping import TimestampService
 
 
 @dataclass
@@ -23,6 +27,10 @@ class Services:
     authorities: Authorities
     keypairs: KeypairService
     api_keys: ApiKeyService
+    signing: SigningService
+    logs: LogService
+    timestamps: TimestampService
+    refresh: RefreshService
 
 
 _services: Services | None = None
@@ -33,13 +41,21 @@ def build_services(deps: Deps) -> Services:
     """Wire the services around one set of dependencies."""
     accounts = AccountCache()
     authorities = Authorities(deps)
+    timestamps = TimestampService(deps, accounts, authorities)
+    keypairs = KeypairService(deps, accounts, authorities)
+    refresh = RefreshService(deps, keypairs, accounts)
     return Services(
         deps=deps,
         auth=Authenticator(deps),
         accounts=accounts,
         authorities=authorities,
-        keypairs=KeypairService(deps, accounts, authorities),
+        keypairs=keypairs,
         api_keys=ApiKeyService(deps),
+        signing=SigningService(deps, accounts, timestamper=timestamps.signature_token,
+                               refresh_if_overdue=refresh.before_sign, after_sign=refresh.after_sign),
+        logs=LogService(deps),
+        timestamps=timestamps,
+        refresh=refresh,
     )
 
 

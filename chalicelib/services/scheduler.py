@@ -1,0 +1,188 @@
+"""The scheduled tick: sweep orphaned keys, then queue one refresh message per due dynamic keypair.
+
+The due keypairs come from the sparse `due` index of the keypairs table (only live dynamic keypairs
+carry `due_shard`), read page by page with a key condition on `next_refresh_at` — never a scan. The
+index projects keys only, so each page of ids is followed by one BatchGetItem for the generations the
+messages carry. Messages go out in SendMessageBatch calls of 10, a few calls in flight at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pynamodb.exceptions import PynamoDBException
+
+from chalicelib.clock import due_window, parse_rfc3339, rfc3339
+from chalicelib.errors import RotasignError
+from chalicelib.services.keypairs import DUE_SHARD
+from chalicelib.services.refresh import RefreshMessage
+from chalicelib.services.sweep import sweep_orphans
+from chalicelib.storage.models import KeypairModel
+from chalicelib.storage.tx import storage_error
+
+if TYPE_CHECKING:
+    from chalicelib.services.deps import Deps
+    from chalicelib.services.registry import Services
+
+log = logging.getLogger("rotasign.scheduler")
+SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
+READ_BATCH = 100  # BatchGetItem takes at most 100 keys
+SENDERS = 4  # SendMessageBatch calls in flight at once
+_DETAIL_ATTRIBUTES = ["account", "id", "type", "generation", "next_refresh_at", "deleted_at"]
+
+
+class EnqueueFailed(Exception):
+    """Some refresh messages could not be queued: raised so that the scheduled invocation is retried.
+
+    Messages already queued come back as no-ops (their generation check), so a retried tick is safe.
+    """
+
+
+@dataclass
+class TickResult:
+    """What one tick did."""
+
+    due: int = 0
+    enqueued: int = 0
+    swept: int = 0
+    lag_seconds: float | None = None  # now - next_refresh_at of the oldest due keypair
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (the scheduled function's return value; `make tick` prints it)."""
+        return asdict(self)
+
+
+def run_tick(services: Services, now: datetime | None = None) -> TickResult:
+    """One scheduled invocation: the orphan sweep, then the due keypairs onto the queue.
+
+    A failing sweep is logged and does not stop the refreshes. Raises EnqueueFailed, StorageUnavailable.
+    """
+    deps = services.deps
+    now = now or deps.clock()
+    swept = 0
+    try:
+        swept = len(sweep_orphans(deps, services.refresh.options, now).removed)
+    except RotasignError as exc:
+        log.warning("sweep failed", extra={"event": "sweep", "outcome": "failure", "error": exc.code})
+    result = enqueue_due(deps, now)
+    result.swept = swept
+    log.info("refresh tick", extra={"event": "refresh_tick", **result.as_dict()})
+    return result
+
+
+def due_bound(now: datetime, interval_seconds: int) -> str:
+    """The index bound of a tick at `now`, in whole seconds.
+
+    `next_refresh_at` values are whole seconds; a bound with milliseconds would sort wrongly against
+    them as a string (`…00.5Z` < `…00Z`).
+    """
+    bound = now + due_window(interval_seconds)
+    return rfc3339(bound.replace(microsecond=0))
+
+
+def due_keys(now: datetime, interval_seconds: int, page_size: int = 1000) -> Iterator[tuple[str, str, str]]:
+    """(account, keypair id, next_refresh_at) of every due keypair, oldest first; raises PynamoDBException."""
+    condition = KeypairModel.next_refresh_at <= due_bound(now, interval_seconds)
+    for item in KeypairModel.due.query(DUE_SHARD, condition, page_size=page_size):
+        yield item.account, item.id, item.next_refresh_at
+
+
+def _details(keys: list[tuple[str, str]], bound: str) -> Iterator[tuple[RefreshMessage, str]]:
+    """Messages for a chunk of due keys, read for their generation; drops rows no longer due or live."""
+    for kp in KeypairModel.batch_get(keys, attributes_to_get=_DETAIL_ATTRIBUTES):
+        # The index is eventually consistent: a row refreshed since it was read there is not due.
+        if kp.deleted_at or kp.type != "dynamic" or not kp.next_refresh_at or kp.next_refresh_at > bound:
+            continue
+        yield RefreshMessage(kp.account, kp.id, int(kp.generation)), kp.next_refresh_at
+
+
+def due_messages(now: datetime, interval_seconds: int) -> Iterator[tuple[RefreshMessage, str]]:
+    """A refresh message and its `next_refresh_at` for every keypair due at `now`; raises PynamoDBException.
+
+    One index query, page by page, and one BatchGetItem per 100 keypairs.
+    """
+    bound = due_bound(now, interval_seconds)
+    chunk: list[tuple[str, str]] = []
+    for account, kp_id, _ in due_keys(now, interval_seconds):
+        chunk.append((account, kp_id))
+        if len(chunk) == READ_BATCH:
+            yield from _details(chunk, bound)
+            chunk = []
+    if chunk:
+        yield from _details(chunk, bound)
+
+
+class _Sender:
+    """Sends messages in batches of 10 with a few batches in flight; counts what could not be queued."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._sqs, self._url = deps.queue()
+        self._pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="refresh-enqueue")
+        self._futures: list[Future[int]] = []
+        self._buffer: list[RefreshMessage] = []
+
+    def add(self, message: RefreshMessage) -> None:
+        self._buffer.append(message)
+        if len(self._buffer) == SQS_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._futures.append(self._pool.submit(self._send, self._buffer))
+            self._buffer = []
+
+    def _send(self, batch: list[RefreshMessage]) -> int:
+        """Send one batch, retrying the entries SQS refused once; returns how many were queued."""
+        pending = {str(i): m for i, m in enumerate(batch)}
+        for attempt in (1, 2):
+            try:
+                response = self._sqs.send_message_batch(
+                    QueueUrl=self._url,
+                    Entries=[{"Id": key, "MessageBody": m.body()} for key, m in pending.items()],
+                )
+            except Exception:
+                log.warning("SendMessageBatch failed", exc_info=True, extra={"event": "refresh_enqueue"})
+                response = {"Failed": [{"Id": key} for key in pending]}
+            pending = {f["Id"]: pending[f["Id"]] for f in response.get("Failed", []) if f["Id"] in pending}
+            if not pending:
+                break
+            if attempt == 1:
+                time.sleep(0.1)
+        return len(batch) - len(pending)
+
+    def close(self) -> int:
+        """Wait for every batch; returns how many messages were queued."""
+        self._flush()
+        try:
+            return sum(f.result() for f in self._futures)
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def enqueue_due(deps: Deps, now: datetime) -> TickResult:
+    """Find the due keypairs page by page and queue a refresh message for each; raises EnqueueFailed."""
+    result = TickResult()
+    oldest: str | None = None
+    sender = _Sender(deps)
+    queued = 0
+    try:
+        for message, due_at in due_messages(now, deps.settings.schedule_seconds):
+            result.due += 1
+            oldest = due_at if oldest is None else min(oldest, due_at)
+            sender.add(message)
+    except PynamoDBException as exc:
+        raise storage_error(exc) from exc
+    finally:
+        queued = sender.close()
+    result.enqueued = queued
+    if oldest is not None:
+        result.lag_seconds = max(0.0, (now - parse_rfc3339(oldest)).total_seconds())
+    if queued < result.due:
+        raise EnqueueFailed(f"{result.due - queued} of {result.due} refresh messages could not be queued.")
+    return result
