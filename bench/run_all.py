@@ -8,8 +8,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("sign_throughput.py", "requests_per_signature.py", "cold_start.py", "peer_openbao.py", "refresh_bench.py",
-           "hsm_bench.py")
+SCRIPTS = (
+    "sign_throughput.py",
+    "requests_per_signature.py",
+    "cold_start.py",
+    "peer_openbao.py",
+    "refresh_bench.py",
+    "hsm_bench.py",
+    "tsa_bench.py",
+)
 
 
 def main() -> int:
