@@ -231,3 +231,20 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
     for row in cells[1:]:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
     sys.stdout.flush()
+
+
+def time_timestamper(signing: Any, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Wrap the sign path's timestamper; the seconds spent in it add up in the returned one-item list."""
+    spent = [0.0]
+    inner = signing.timestamper
+    if inner is not None:
+
+        def timed(account: str, digest: bytes) -> str:
+            started = clock()
+            try:
+                return str(inner(account, digest))
+            finally:
+                spent[0] += clock() - started
+
+        signing.timestamper = timed
+    return spent

@@ -21,7 +21,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from common import ALGORITHMS, RequestCounter, Stack, print_table, rate, sign_body, stack
+from common import ALGORITHMS, RequestCounter, Stack, print_table, rate, sign_body, stack, time_timestamper
 
 HSM_LABEL, HSM_PIN, HSM_SO_PIN = "rotasign-hsm-bench", "hsm-bench-pin-1234", "hsm-bench-so-5678"
 # DER DigestInfo prefix of SHA-256 (RFC 8017 section 9.2): what CKM_RSA_PKCS signs in front of the digest.
@@ -80,23 +80,11 @@ def run(s: Stack, seconds: float) -> None:
     from chalicelib.services.deps import get_deps
     from chalicelib.services.keypairs import spec_of
     from chalicelib.services.registry import get_services
-    from chalicelib.services.signing import Timestamper
     from chalicelib.storage.models import KeypairModel
 
     backend = get_deps().hsm().backend
     signing = get_services().signing
-    stamping = [0.0]
-    stamper = signing.timestamper
-    if stamper is not None:
-
-        def timed_stamp(account: str, digest: bytes, inner: Timestamper = stamper) -> str:
-            started = time.perf_counter()
-            try:
-                return inner(account, digest)
-            finally:
-                stamping[0] += time.perf_counter() - started
-
-        signing.timestamper = timed_stamp
+    stamping = time_timestamper(signing)
     digest = hashlib.sha256(b"rotasign HSM benchmark artifact").digest()
     body = sign_body(digest)
     rows, made = [], []

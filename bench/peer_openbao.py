@@ -24,7 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import free_port, print_table, process_cpu_seconds, sign_body, stack, wait_for_port
+from common import (
+    free_port,
+    print_table,
+    process_cpu_seconds,
+    sign_body,
+    stack,
+    time_timestamper,
+    wait_for_port,
+)
 
 # name: (rotasign keypair spec, OpenBao key type, OpenBao sign parameters, signatures to time per side)
 PEERS: dict[str, tuple[dict[str, Any], str, dict[str, Any], int, int]] = {
@@ -50,18 +58,7 @@ def measure_rotasign() -> dict[str, dict[str, float]]:
             from chalicelib.services.registry import get_services
 
             signing = get_services().signing
-            stamp_cpu = [0.0]
-            stamper = signing.timestamper
-            if stamper is not None:
-
-                def timed_stamp(account: str, digest: bytes, inner: Any = stamper) -> str:
-                    started = time.process_time()
-                    try:
-                        return str(inner(account, digest))
-                    finally:
-                        stamp_cpu[0] += time.process_time() - started
-
-                signing.timestamper = timed_stamp
+            stamp_cpu = time_timestamper(signing, time.process_time)
             body = sign_body(DIGEST)
             for name, (spec, _, _, n, _) in PEERS.items():
                 kp = s.keypair(f"peer-{name.replace(' ', '-').lower()}", spec)

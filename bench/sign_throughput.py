@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import time
 from functools import partial
-from typing import Any
 
-from common import ALGORITHMS, RequestCounter, print_table, rate, sign_body, stack
+from common import ALGORITHMS, RequestCounter, print_table, rate, sign_body, stack, time_timestamper
 
 
 def main(seconds: float = 1.5) -> None:
@@ -29,18 +27,7 @@ def main(seconds: float = 1.5) -> None:
         from chalicelib.storage.models import KeyMaterialModel, KeypairModel
 
         signing = get_services().signing
-        stamping = [0.0]
-        stamper = signing.timestamper
-        if stamper is not None:
-
-            def timed_stamp(account: str, digest: bytes, inner: Any = stamper) -> str:
-                started = time.perf_counter()
-                try:
-                    return str(inner(account, digest))
-                finally:
-                    stamping[0] += time.perf_counter() - started
-
-            signing.timestamper = timed_stamp
+        stamping = time_timestamper(signing)
 
         digest = hashlib.sha256(b"rotasign benchmark artifact").digest()
         body = sign_body(digest)
