@@ -94,7 +94,7 @@ class PayloadTooLarge(RotasignError):
 
 class UnsupportedMediaType(RotasignError):
     status, code = 415, "unsupported_media_type"
-    default_message = "This route accepts application/json only."
+    default_message = "This route does not accept the request's Content-Type."
 
 
 class Throttled(RotasignError):
