@@ -37,6 +37,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
 from pynamodb.expressions.update import Action
 
+from chalicelib import metrics
 from chalicelib.clock import parse_rfc3339, rfc3339, skew_allowance
 from chalicelib.errors import Conflict, NotDynamic, NotFound, RotasignError, ValidationError
 from chalicelib.keys.algorithms import public_key_pem
@@ -261,6 +262,7 @@ class RefreshService:
             "old_key_id": old_key_id, "key_id": gen.key_id, "generation": seen + 1, "outcome": "success",
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
         })
+        metrics.emit("refreshes", 1, trigger=trigger, storage=kp.storage)
         return RefreshOutcome("refreshed", kp, seen, seen + 1)
 
     def _commit(self, kp: KeypairModel, gen: KeyGeneration, who: Actor, now: datetime, trigger: str) -> None:
@@ -363,6 +365,7 @@ class RefreshService:
                 log.error("refresh failed", exc_info=True, extra={
                     "event": "refresh", "outcome": "failure", "account": message.account,
                     "keypair_id": message.keypair_id, "error": code, "receive_count": receives})
+                metrics.emit("refresh_failures", 1, error=code)
                 if receives >= self.options.max_receives:
                     self.audit_failure(message, code, receives)
                 continue

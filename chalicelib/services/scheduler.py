@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import PynamoDBException
 
+from chalicelib import metrics
 from chalicelib.clock import due_window, parse_rfc3339, rfc3339
 from chalicelib.errors import RotasignError
 from chalicelib.services.keypairs import DUE_SHARD
@@ -73,6 +74,9 @@ def run_tick(services: Services, now: datetime | None = None) -> TickResult:
     result = enqueue_due(deps, now)
     result.swept = swept
     log.info("refresh tick", extra={"event": "refresh_tick", **result.as_dict()})
+    metrics.emit("refreshes_enqueued", result.enqueued)
+    # Alarm on this: a lag that grows over ticks means refreshes fall behind the schedule.
+    metrics.emit("refresh_lag_seconds", result.lag_seconds or 0.0, unit="Seconds")
     return result
 
 

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import GetError, PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib import metrics
 from chalicelib.clock import rfc3339
 from chalicelib.errors import (
     Conflict,
@@ -365,6 +366,7 @@ class SigningService:
         self._commit_success(entry, kp)
         log.info("signed", extra={"event": "sign", "account": principal.account, "keypair_id": kp.id,
                                   "generation": int(kp.generation), "sig_alg": sig_alg.name, "outcome": "success"})
+        metrics.emit("signatures", 1, outcome="success", storage=kp.storage)
         if self.after_sign is not None:
             try:
                 self.after_sign(kp, entry)
@@ -523,6 +525,7 @@ class SigningService:
             raise _log_write_error(exc) from exc
         log.info("sign refused", extra={"event": "sign", "account": attempt.principal.account,
                                         "keypair_id": entry.keypair_id, "outcome": "failure", "error": error})
+        metrics.emit("signatures", 1, outcome="failure", error=error)
 
 
 def _storage_error(exc: PynamoDBException) -> RotasignError:

@@ -1,0 +1,78 @@
+"""Operator counters: CloudWatch EMF lines for signatures, refreshes and the refresh lag."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.apitest import Api
+
+
+class Lines(logging.Handler):
+    """Collects the bare metric lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(json.loads(record.getMessage()))
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if name in r]
+
+
+@pytest.fixture
+def metric_lines() -> Iterator[Lines]:
+    from chalicelib.logs import configure_logging
+
+    configure_logging()
+    handler = Lines()
+    logger = logging.getLogger("rotasign.metrics")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def _is_emf(record: dict[str, Any], name: str) -> bool:
+    metrics = record["_aws"]["CloudWatchMetrics"][0]
+    return metrics["Namespace"] == "rotasign" and metrics["Metrics"][0]["Name"] == name
+
+
+def test_signatures_are_counted_by_outcome(api: Api, metric_lines: Lines) -> None:
+    kp = api.ok("POST", "/keypairs", {"alias": "m", "type": "static", "algorithm": "EdDSA"}, 201)
+    digest = base64.b64encode(hashlib.sha256(b"artifact").digest()).decode()
+    api.ok("POST", f"/keypairs/{kp['id']}/sign", {"hash": digest})
+    assert api.call("POST", f"/keypairs/{kp['id']}/sign", {"hash": "AAAA"}).status_code == 400
+    lines = metric_lines.named("signatures")
+    assert [(r["outcome"], r["signatures"]) for r in lines] == [("success", 1), ("failure", 1)]
+    assert all(_is_emf(r, "signatures") for r in lines)
+    assert lines[0]["storage"] == "disk" and lines[1]["error"] == "validation_error"
+
+
+def test_a_tick_reports_the_refresh_lag_and_a_refresh_is_counted(api: Api, metric_lines: Lines) -> None:
+    from chalicelib.services.registry import get_services
+    from chalicelib.services.scheduler import run_tick
+
+    kp = api.ok("POST", "/keypairs", {"alias": "lag", "type": "dynamic", "algorithm": "EdDSA"}, 201)
+    services = get_services()
+    late = services.deps.clock() + timedelta(seconds=2 * services.deps.settings.schedule_seconds)
+    run_tick(services, late)
+    sqs, url = services.deps.queue()  # leave the shared session queue empty for other tests
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    (lag,) = metric_lines.named("refresh_lag_seconds")
+    assert _is_emf(lag, "refresh_lag_seconds") and lag["refresh_lag_seconds"] > 0
+    assert metric_lines.named("refreshes_enqueued")[0]["refreshes_enqueued"] >= 1
+    api.ok("POST", f"/keypairs/{kp['id']}/refresh")
+    assert [r["trigger"] for r in metric_lines.named("refreshes")] == ["manual"]
