@@ -64,6 +64,21 @@ def _serial() -> int:
     return int.from_bytes(os.urandom(20), "big") >> 1
 
 
+def _key_usage(*, issuer: bool) -> x509.KeyUsage:
+    """A CA signs certificates and CRLs only; an end entity (keypair, TSA) signs data only."""
+    return x509.KeyUsage(
+        digital_signature=not issuer,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=issuer,
+        crl_sign=issuer,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _name(common_name: str, account_name: str, test: bool) -> x509.Name:
     parts = [
         x509.NameAttribute(NameOID.COMMON_NAME, common_name),
@@ -90,20 +105,7 @@ def make_ca_certificate(
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(issuer=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
     )
     return builder.sign(key, _hash_for(key))
@@ -126,20 +128,7 @@ def _leaf_builder(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(issuer=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
