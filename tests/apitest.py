@@ -9,6 +9,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+# Every algorithm and size of API.md, as POST /keypairs fields.
+KEY_SPECS: dict[str, dict[str, Any]] = {
+    "rsa-2048": {"algorithm": "RSA", "key_size": 2048},
+    "rsa-3072": {"algorithm": "RSA", "key_size": 3072},
+    "rsa-4096": {"algorithm": "RSA", "key_size": 4096},
+    "p-256": {"algorithm": "ECDSA", "curve": "P-256"},
+    "p-384": {"algorithm": "ECDSA", "curve": "P-384"},
+    "p-521": {"algorithm": "ECDSA", "curve": "P-521"},
+    "ed25519": {"algorithm": "EdDSA"},
+}
+
 
 @dataclass
 class Account:

@@ -26,17 +26,9 @@ from chalicelib.keys import hsm
 from chalicelib.keys.algorithms import SIG_ALGS, key_id_of, verify_signature
 from chalicelib.services.registry import get_services
 from chalicelib.storage.models import AuditLogModel, KeypairModel, SignatureLogModel
-from tests.apitest import Account, Api
+from tests.apitest import KEY_SPECS, Account, Api
 
-SPECS: dict[str, dict[str, Any]] = {
-    "rsa-2048": {"algorithm": "RSA", "key_size": 2048},
-    "rsa-3072": {"algorithm": "RSA", "key_size": 3072},
-    "rsa-4096": {"algorithm": "RSA", "key_size": 4096},
-    "p-256": {"algorithm": "ECDSA", "curve": "P-256"},
-    "p-384": {"algorithm": "ECDSA", "curve": "P-384"},
-    "p-521": {"algorithm": "ECDSA", "curve": "P-521"},
-    "ed25519": {"algorithm": "EdDSA"},
-}
+SPECS = KEY_SPECS
 RUN = uuid.uuid4().hex[:8]  # alias suffix: the module's keypairs never clash with another module's
 
 

@@ -16,16 +16,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib.logs import JsonFormatter
 from chalicelib.storage.models import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from tests.apitest import KEY_SPECS
 
-SPECS = {
-    "rsa2048": {"algorithm": "RSA", "key_size": 2048},
-    "rsa3072": {"algorithm": "RSA", "key_size": 3072},
-    "rsa4096": {"algorithm": "RSA", "key_size": 4096},
-    "p256": {"algorithm": "ECDSA", "curve": "P-256"},
-    "p384": {"algorithm": "ECDSA", "curve": "P-384"},
-    "p521": {"algorithm": "ECDSA", "curve": "P-521"},
-    "ed25519": {"algorithm": "EdDSA"},
-}
+SPECS = KEY_SPECS
 
 
 class Capture(logging.Handler):
@@ -96,8 +89,8 @@ def secrets(shared_account: Any) -> Iterator[Secrets]:
                 return json.loads(response.body) if response.body else None
 
             for name, spec in SPECS.items():
-                kind = "dynamic" if name in ("rsa2048", "p256", "ed25519") else "static"
-                category = "test" if name in ("p384", "rsa3072") else "production"
+                kind = "dynamic" if name in ("rsa-2048", "p-256", "ed25519") else "static"
+                category = "test" if name in ("p-384", "rsa-3072") else "production"
                 body = {"alias": f"secret-{name}", "type": kind, "category": category, **spec}
                 out.keypairs[name] = send("POST", "/keypairs", body)
                 send("POST", "/keypairs", body)  # 409: the error path says nothing either
@@ -106,7 +99,7 @@ def secrets(shared_account: Any) -> Iterator[Secrets]:
                 send("GET", f"/keypairs/secret-{name}")
                 send("PATCH", f"/keypairs/{kp['id']}", {"alias": f"renamed-{name}", "status": "offline"})
                 send("PATCH", f"/keypairs/{kp['id']}", {"status": "online"})
-            for query in ("", "?limit=2", "?algorithm=RSA", "?alias=renamed-p256"):
+            for query in ("", "?limit=2", "?algorithm=RSA", "?alias=renamed-p-256"):
                 send("GET", f"/keypairs{query}")
             send("GET", "/me")
             send("GET", "/ca")

@@ -22,16 +22,9 @@ from chalicelib.clock import rfc3339, utc_now
 from chalicelib.keys.algorithms import SIG_ALGS, key_id_of, verify_signature
 from chalicelib.services.registry import get_services
 from chalicelib.storage.models import AuditLogModel, SignatureLogModel
+from tests.apitest import KEY_SPECS
 
-SPECS: dict[str, dict[str, Any]] = {
-    "rsa-2048": {"algorithm": "RSA", "key_size": 2048},
-    "rsa-3072": {"algorithm": "RSA", "key_size": 3072},
-    "rsa-4096": {"algorithm": "RSA", "key_size": 4096},
-    "p-256": {"algorithm": "ECDSA", "curve": "P-256"},
-    "p-384": {"algorithm": "ECDSA", "curve": "P-384"},
-    "p-521": {"algorithm": "ECDSA", "curve": "P-521"},
-    "ed25519": {"algorithm": "EdDSA"},
-}
+SPECS = KEY_SPECS
 BITS = ("256", "384", "512")
 
 
