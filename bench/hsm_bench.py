@@ -77,10 +77,10 @@ def main(seconds: float = 1.5) -> None:
 def run(s: Stack, seconds: float) -> None:
     """Measure every algorithm on the stack `s` and print the table."""
     from chalicelib.keys.algorithms import resolve_sig_alg, verify_signature
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
     from chalicelib.services.keypairs import spec_of
-    from chalicelib.services.registry import get_services
-    from chalicelib.storage.models import KeypairModel
+    from chalicelib.services.container import get_services
+    from chalicelib.storage.tables import KeypairModel
 
     backend = get_deps().hsm().backend
     signing = get_services().signing

@@ -46,7 +46,7 @@ def refresh_rows(s: Any, storage: str, seconds: float) -> list[list[str]]:
     from chalicelib.keys.algorithms import KeySpec
     from chalicelib.pki.certificates import issue_keypair_certificate
     from chalicelib.services.refresh import RefreshMessage
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     services = get_services()
     deps = services.deps
@@ -108,7 +108,7 @@ def seed_due(account: str, count: int, due_at: str) -> None:
     """Write `count` due dynamic keypair rows directly, in BatchWriteItem calls."""
     from chalicelib.ids import new_id
     from chalicelib.services.keypairs import DUE_SHARD
-    from chalicelib.storage.models import KeypairModel
+    from chalicelib.storage.tables import KeypairModel
 
     with KeypairModel.batch_write() as batch:
         for _ in range(count):
@@ -144,7 +144,7 @@ def tick_rows(s: Any) -> list[list[str]]:
     import boto3
 
     from chalicelib.clock import rfc3339
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
     from chalicelib.services.scheduler import due_messages, enqueue_due
 
     deps = get_services().deps

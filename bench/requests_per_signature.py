@@ -16,7 +16,7 @@ from common import RequestCounter, Stack, print_table, sign_body, stack
 def main() -> None:
     """Print one row per scenario."""
     with stack() as s:
-        from chalicelib.services.registry import get_services
+        from chalicelib.services.container import get_services
 
         services = get_services()
         body = sign_body(hashlib.sha256(b"counted").digest())

@@ -21,10 +21,10 @@ def main(seconds: float = 1.5) -> None:
     with stack() as s:
         from chalicelib.keys.algorithms import resolve_sig_alg, sign_with_private_key
         from chalicelib.services.authorities import sealed_of
-        from chalicelib.services.deps import get_deps
+        from chalicelib.services.container import get_deps
         from chalicelib.services.keypairs import spec_of
-        from chalicelib.services.registry import get_services
-        from chalicelib.storage.models import KeyMaterialModel, KeypairModel
+        from chalicelib.services.container import get_services
+        from chalicelib.storage.tables import KeyMaterialModel, KeypairModel
 
         signing = get_services().signing
         stamping = time_timestamper(signing)

@@ -63,10 +63,10 @@ def run(seconds: float) -> dict[str, Any]:
 
         from app import app
         from chalicelib.services.accounts import bootstrap_account
-        from chalicelib.services.deps import get_deps
-        from chalicelib.services.registry import get_services
+        from chalicelib.services.container import get_deps
+        from chalicelib.services.container import get_services
         from chalicelib.settings import get_settings
-        from chalicelib.storage.models import create_tables
+        from chalicelib.storage.tables import create_tables
 
         get_settings.cache_clear()
         create_tables(get_settings())

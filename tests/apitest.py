@@ -40,7 +40,7 @@ def make_account(name: str | None = None) -> Account:
     import uuid
 
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     name = name or f"acme-{uuid.uuid4().hex[:10]}"
     result = bootstrap_account(get_deps(), name)

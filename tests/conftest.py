@@ -57,27 +57,25 @@ def aws(hsm_conf: Path) -> Iterator[dict[str, str]]:
             ROTASIGN_HSM_PIN=HSM_PIN,
         )
         from chalicelib.keys.softhsm import find_module
-        from chalicelib.services.deps import set_deps
-        from chalicelib.services.registry import reset_services
+        from chalicelib.services.container import set_deps
         from chalicelib.settings import get_settings
-        from chalicelib.storage.models import create_tables
-        from chalicelib.storage.tx import reset_connections
+        from chalicelib.storage.tables import create_tables
+        from localdev.emulator import serialize_dynamodb
 
+        # DynamoDB applies each request atomically and in isolation; threaded tests need moto to as well.
+        serialize_dynamodb()
         os.environ["ROTASIGN_PKCS11_MODULE"] = find_module()
         get_settings.cache_clear()
         set_deps(None)
-        reset_services()
-        reset_connections()
         create_tables(get_settings())
         yield {"kms_key_id": key_id}
         set_deps(None)
-        reset_services()
 
 
 @pytest.fixture
 def services(aws: dict[str, str]) -> Any:
     """This process's services."""
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     return get_services()
 

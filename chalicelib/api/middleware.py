@@ -19,7 +19,7 @@ from chalicelib.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
-from chalicelib.services.registry import get_services
+from chalicelib.services.container import get_services
 
 log = logging.getLogger("rotasign.http")
 PUBLIC_PATHS = frozenset({"/api/v1/health"})

@@ -12,83 +12,36 @@ from typing import Literal
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
-from chalicelib.errors import UnsupportedAlgorithm, ValidationError
+from chalicelib.domain.keyspec import HASH_LENGTHS as HASH_LENGTHS
+from chalicelib.domain.keyspec import KeySpec as KeySpec
+from chalicelib.errors import UnsupportedAlgorithm
 
 Algorithm = Literal["RSA", "ECDSA", "EdDSA"]
-ALGORITHMS: tuple[str, ...] = ("RSA", "ECDSA", "EdDSA")
-RSA_KEY_SIZES: tuple[int, ...] = (2048, 3072, 4096)
 EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
     "P-256": ec.SECP256R1,
     "P-384": ec.SECP384R1,
     "P-521": ec.SECP521R1,
 }
-ED_CURVE = "Ed25519"
 
 HASH_ALGORITHMS: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA-256": hashes.SHA256,
     "SHA-384": hashes.SHA384,
     "SHA-512": hashes.SHA512,
 }
-HASH_LENGTHS: dict[str, int] = {"SHA-256": 32, "SHA-384": 48, "SHA-512": 64}
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    """The parameters of a keypair: algorithm plus key size (RSA) or curve (ECDSA, EdDSA)."""
-
-    algorithm: str
-    key_size: int | None = None
-    curve: str | None = None
-
-    @classmethod
-    def build(cls, algorithm: object, key_size: object = None, curve: object = None) -> KeySpec:
-        """Validate a combination from a request; raises ValidationError / UnsupportedAlgorithm."""
-        if not isinstance(algorithm, str):
-            raise ValidationError("algorithm must be a string.", details={"field": "algorithm"})
-        if algorithm not in ALGORITHMS:
-            raise UnsupportedAlgorithm(
-                f"algorithm must be one of {', '.join(ALGORITHMS)}.", details={"field": "algorithm"}
-            )
-        if key_size is not None and (isinstance(key_size, bool) or not isinstance(key_size, int)):
-            raise ValidationError("key_size must be an integer.", details={"field": "key_size"})
-        if curve is not None and not isinstance(curve, str):
-            raise ValidationError("curve must be a string.", details={"field": "curve"})
-        if algorithm == "RSA":
-            if curve is not None:
-                raise ValidationError("RSA keys take key_size, not curve.", details={"field": "curve"})
-            if key_size is None:
-                raise ValidationError("RSA keys need key_size.", details={"field": "key_size"})
-            if key_size not in RSA_KEY_SIZES:
-                raise UnsupportedAlgorithm(
-                    "RSA key_size must be 2048, 3072 or 4096.", details={"field": "key_size"}
-                )
-            return cls("RSA", key_size, None)
-        if key_size is not None:
-            raise ValidationError(f"{algorithm} keys take no key_size.", details={"field": "key_size"})
-        if algorithm == "ECDSA":
-            if curve is None:
-                raise ValidationError("ECDSA keys need curve.", details={"field": "curve"})
-            if curve not in EC_CURVES:
-                raise UnsupportedAlgorithm(
-                    "ECDSA curve must be P-256, P-384 or P-521.", details={"field": "curve"}
-                )
-            return cls("ECDSA", None, curve)
-        if curve not in (None, ED_CURVE):
-            raise UnsupportedAlgorithm("EdDSA keys use curve Ed25519.", details={"field": "curve"})
-        return cls("EdDSA", None, ED_CURVE)
-
-    def generate(self) -> PrivateKey:
-        """Generate a private key of this spec in process memory (disk storage)."""
-        if self.algorithm == "RSA":
-            assert self.key_size is not None
-            return rsa.generate_private_key(public_exponent=65537, key_size=self.key_size)
-        if self.algorithm == "ECDSA":
-            assert self.curve is not None
-            return ec.generate_private_key(EC_CURVES[self.curve]())
-        return ed25519.Ed25519PrivateKey.generate()
+def generate_private_key(spec: KeySpec) -> PrivateKey:
+    """Generate a private key of `spec` in process memory (disk storage)."""
+    if spec.algorithm == "RSA":
+        assert spec.key_size is not None
+        return rsa.generate_private_key(public_exponent=65537, key_size=spec.key_size)
+    if spec.algorithm == "ECDSA":
+        assert spec.curve is not None
+        return ec.generate_private_key(EC_CURVES[spec.curve]())
+    return ed25519.Ed25519PrivateKey.generate()
 
 
 @dataclass(frozen=True)

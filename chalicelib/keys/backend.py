@@ -5,16 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from chalicelib.keys.algorithms import KeySpec, PublicKey, SigAlg
+from chalicelib.domain.keypairs import SealedKey
+from chalicelib.keys.algorithms import KeySpec, PrivateKey, PublicKey
 
-
-@dataclass(frozen=True)
-class SealedKey:
-    """A private key encrypted under a KMS-wrapped data key (what disk storage persists)."""
-
-    ciphertext: bytes
-    nonce: bytes
-    wrapped_key: bytes
+__all__ = ["KeyBackend", "NewKey", "SealedKey"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +29,8 @@ class KeyBackend(Protocol):
         """Make a new private key; raises HsmUnavailable / StorageUnavailable."""
         ...
 
-    def sign(
-        self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: SigAlg, data: bytes
-    ) -> bytes:
-        """Sign with the key named by key_ref."""
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
+        """The key named by key_ref as a `cryptography` private-key object (disk: unsealed; hsm: on the token)."""
         ...
 
     def destroy(self, key_ref: str) -> None:

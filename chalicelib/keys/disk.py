@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib.errors import StorageUnavailable, Throttled
-from chalicelib.keys.algorithms import KeySpec, PrivateKey, SigAlg, sign_with_private_key
+from chalicelib.keys.algorithms import KeySpec, PrivateKey, generate_private_key
 from chalicelib.keys.backend import NewKey, SealedKey
 
 _THROTTLING = {"ThrottlingException", "LimitExceededException", "RequestLimitExceeded"}
@@ -26,20 +24,17 @@ def kms_error(exc: Exception) -> Exception:
 
 
 class DiskKeyStore:
-    """Seals and unseals private keys; decrypted keys are cached briefly per key reference."""
+    """Seals private keys under KMS data keys and loads them back to sign."""
 
     storage = "disk"
 
-    def __init__(self, kms: Any, kms_key_id: str, cache_seconds: float = 60.0) -> None:
+    def __init__(self, kms: Any, kms_key_id: str) -> None:
         self._kms = kms
         self._kms_key_id = kms_key_id
-        self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, PrivateKey]] = {}
-        self._lock = threading.Lock()
 
     def generate(self, account: str, key_ref: str, spec: KeySpec) -> NewKey:
         """Generate a key in memory and seal it; raises StorageUnavailable / Throttled."""
-        private_key = spec.generate()
+        private_key = generate_private_key(spec)
         sealed = self.seal(account, key_ref, private_key)
         return NewKey(private_key.public_key(), key_ref, sealed)
 
@@ -62,13 +57,10 @@ class DiskKeyStore:
         ciphertext = AESGCM(data_key["Plaintext"]).encrypt(nonce, der, key_ref.encode())
         return SealedKey(ciphertext, nonce, data_key["CiphertextBlob"])
 
-    def unseal(self, account: str, key_ref: str, sealed: SealedKey) -> PrivateKey:
-        """Decrypt a sealed key (cached for a short time per key_ref, which names one generation)."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key_ref)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
+        """Decrypt a sealed key (the caller caches the object it gets); raises StorageUnavailable / Throttled."""
+        if sealed is None:
+            raise StorageUnavailable("The key material of this keypair is missing.")
         try:
             plain = self._kms.decrypt(
                 CiphertextBlob=sealed.wrapped_key,
@@ -81,27 +73,10 @@ class DiskKeyStore:
         # The GCM tag authenticates a key this service generated, so OpenSSL's RSA consistency
         # check (~80 ms for RSA-3072) would only re-prove what the tag already proves.
         key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
-        with self._lock:
-            self._evict(now)
-            self._cache[key_ref] = (now + self._cache_seconds, key)  # type: ignore[assignment]
         return key  # type: ignore[return-value]
 
-    def sign(
-        self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: SigAlg, data: bytes
-    ) -> bytes:
-        """Sign with a sealed key."""
-        if sealed is None:
-            raise StorageUnavailable("The key material of this keypair is missing.")
-        return sign_with_private_key(self.unseal(account, key_ref, sealed), sig_alg, data)
-
     def destroy(self, key_ref: str) -> None:
-        """Forget any cached copy (the sealed material is deleted in the caller's transaction)."""
-        with self._lock:
-            self._cache.pop(key_ref, None)
-
-    def _evict(self, now: float) -> None:
-        for ref in [ref for ref, (expires, _) in self._cache.items() if expires <= now]:
-            del self._cache[ref]
+        """Nothing to do here: the sealed material is deleted in the caller's transaction."""
 
     @staticmethod
     def _context(account: str, key_ref: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chalicelib.keys.algorithms import KeySpec, PrivateKey, SigAlg
+from chalicelib.keys.algorithms import KeySpec, PrivateKey
 from chalicelib.keys.backend import NewKey, SealedKey
 from chalicelib.keys.hsm import HsmBackend
 from chalicelib.settings import Settings
@@ -27,11 +27,9 @@ class HsmKeyStore:
         """Generate on the token; the key reference is the object's label."""
         return NewKey(self.backend.generate(key_ref, spec), key_ref, None)
 
-    def sign(
-        self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: SigAlg, data: bytes
-    ) -> bytes:
-        """Sign on the token."""
-        return self.backend.sign(key_ref, sig_alg, data)
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
+        """The on-token key as a `cryptography` key object (its sign() runs on the token)."""
+        return self.backend.private_key(key_ref)
 
     def destroy(self, key_ref: str) -> None:
         """Destroy the token objects of a key."""

@@ -120,7 +120,13 @@ class TimeStampAuthority:
         ).dump()
 
     def stamp(
-        self, digest: bytes, hash_algorithm: str = "sha256", *, nonce: int | None = None, cert_req: bool = True
+        self,
+        digest: bytes,
+        hash_algorithm: str = "sha256",
+        *,
+        nonce: int | None = None,
+        cert_req: bool = True,
+        at: datetime | None = None,
     ) -> bytes:
         """A DER TimeStampToken over `digest`; raises UnsupportedAlgorithm or ValidationError."""
         name = hash_name(hash_algorithm)
@@ -133,7 +139,7 @@ class TimeStampAuthority:
                 f"A {name} digest is {IMPRINT_HASH_LENGTHS[name]} bytes long.", details={"field": "digest"}
             )
         imprint = tsp.MessageImprint({"hash_algorithm": {"algorithm": name}, "hashed_message": digest})
-        token: bytes = self._token(imprint, nonce, cert_req).dump()
+        token: bytes = self._token(imprint, nonce, cert_req, at).dump()
         return token
 
     def respond(self, query_der: bytes) -> bytes:
@@ -159,9 +165,9 @@ class TimeStampAuthority:
         granted: bytes = TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
         return granted
 
-    def _token(self, imprint: Any, nonce: int | None, cert_req: bool) -> Any:
-        """The TimeStampToken (a cms.ContentInfo) for one message imprint."""
-        now = self._clock()
+    def _token(self, imprint: Any, nonce: int | None, cert_req: bool, at: datetime | None = None) -> Any:
+        """The TimeStampToken (a cms.ContentInfo) for one message imprint, made at `at` (default: now)."""
+        now = self._clock() if at is None else at
         if now.tzinfo is None:
             raise ValueError("The TSA clock must return timezone-aware datetimes.")
         # genTime carries milliseconds: finer digits would claim more precision than `accuracy`.

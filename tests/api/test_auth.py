@@ -14,7 +14,7 @@ import pytest
 
 from chalicelib.clock import rfc3339
 from chalicelib.ids import new_id, ulid
-from chalicelib.storage.models import AuditLogModel, KeypairModel, UserModel
+from chalicelib.storage.tables import AuditLogModel, KeypairModel, UserModel
 
 ED = {"type": "static", "algorithm": "EdDSA"}
 
@@ -116,7 +116,7 @@ def fake_monotonic(monkeypatch: pytest.MonkeyPatch) -> FakeMonotonic:
 @pytest.fixture
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The services' wall clock (`deps.clock`), under the test's control."""
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
     monkeypatch.setattr(get_deps(), "clock", clock)
@@ -171,7 +171,7 @@ def test_wrong_secret_is_401_and_audited(mod_client: Any, account: Any) -> None:
 def test_revoked_key_stops_working_within_the_cache_lifetime(
     mod_client: Any, account: Any, fake_monotonic: FakeMonotonic
 ) -> None:
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
     from chalicelib.settings import get_settings
 
     # The cache lifetime is at most 5 s, whatever the environment asks for.
@@ -211,7 +211,7 @@ def test_revoking_a_key_that_is_not_there_is_404(mod_client: Any, account: Any, 
 
 def test_revoking_another_users_or_accounts_key_is_404(mod_client: Any, account: Any) -> None:
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     other = bootstrap_account(get_deps(), f"elsewhere-{ulid().lower()}")
     for user_id in (account.user_id, other.user_id):
@@ -221,7 +221,7 @@ def test_revoking_another_users_or_accounts_key_is_404(mod_client: Any, account:
 
 
 def test_revocation_is_immediate_once_the_cache_is_cleared(mod_client: Any, account: Any) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     issued = ok(mod_client, "POST", f"/users/{account.user_id}/api-keys", account.api_key, {}, 201)
     ok(mod_client, "GET", "/keypairs", issued["key"])
@@ -257,7 +257,7 @@ def test_expired_key_is_401_and_audited(
 
 
 def test_a_deleted_user_cannot_authenticate(mod_client: Any, account: Any) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     user = UserModel.get(account.id, account.user_id)
     user.update(actions=[UserModel.deleted_at.set(rfc3339(datetime.now(UTC)))])
@@ -272,7 +272,7 @@ def two_accounts(mod_client: Any, aws: dict[str, str]) -> dict[str, Any]:
     import uuid
 
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     accounts = {}
     for name in ("a", "b"):

@@ -24,8 +24,8 @@ from pkcs11.exceptions import AttributeSensitive
 from chalicelib.clock import rfc3339, utc_now
 from chalicelib.keys import hsm
 from chalicelib.keys.algorithms import SIG_ALGS, key_id_of, verify_signature
-from chalicelib.services.registry import get_services
-from chalicelib.storage.models import AuditLogModel, KeypairModel, SignatureLogModel
+from chalicelib.services.container import get_services
+from chalicelib.storage.tables import AuditLogModel, KeypairModel, SignatureLogModel
 from tests.apitest import KEY_SPECS, Account, Api
 
 SPECS = KEY_SPECS
@@ -47,26 +47,6 @@ def _cases() -> Iterator[Any]:
     yield pytest.param("ed25519", "Ed25519", "SHA-256", "message", id="ed25519-message")
     yield pytest.param("rsa-3072", "SHA384withRSA/PSS", "SHA-384", "message", id="rsa-3072-PSS-message")
     yield pytest.param("p-521", "SHA512withECDSA", "SHA-512", "message", id="p-521-message")
-
-
-@pytest.fixture
-def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's TransactWriteItems atomic under threads, as DynamoDB's is.
-
-    moto snapshots whole tables to roll a failed transaction back; a snapshot taken while another thread
-    writes crashes with "dictionary changed size during iteration". The emulator is the problem, not the
-    service, so the emulator is what gets the lock.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    transact = DynamoDBBackend.transact_write_items
-    lock = threading.Lock()
-
-    def atomic(self: Any, items: Any) -> Any:
-        with lock:
-            return transact(self, items)
-
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", atomic)
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +245,7 @@ def test_delete_destroys_every_token_object_of_the_keypair(api: Api, shared_acco
 
 
 def test_eight_threads_signing_through_the_service(
-    shared_account: Account, hsm_keypairs: dict[str, dict[str, Any]], atomic_moto: None
+    shared_account: Account, hsm_keypairs: dict[str, dict[str, Any]]
 ) -> None:
     """Chalice's test client is not thread-safe (it swaps os.environ and sets app.current_request per
     request), so the threads call the signing service the route calls, with the caller's principal."""

@@ -47,7 +47,8 @@ def signature_entry(
 ) -> Any:
     """A signature-log entry built as `services/signing.py` builds one (same keys, same k_* values)."""
     from chalicelib.services.audit import log_sort_key
-    from chalicelib.storage.models import SignatureLogModel
+
+    from chalicelib.storage.tables import SignatureLogModel
 
     sk = log_sort_key(at)
     failed = status == "failed"
@@ -316,10 +317,11 @@ def test_bad_filters_are_400(api: Api, route: str, params: dict[str, str], field
 
 
 def test_reading_logs_needs_view_audit_log(client: Any, account: Account) -> None:
-    from chalicelib.ids import new_id
     from chalicelib.services.access import new_api_key
-    from chalicelib.services.deps import get_deps
-    from chalicelib.storage.models import UserModel
+
+    from chalicelib.ids import new_id
+    from chalicelib.services.container import get_deps
+    from chalicelib.storage.tables import UserModel
 
     now = get_deps().clock()
     user = UserModel(account.id, new_id("usr"), name="signer-only", roles=[], permissions=["sign"],
@@ -385,7 +387,7 @@ def test_tokens_are_bound_to_filters_route_and_account(client: Any, seeded: Seed
 
 def test_expired_tokens_are_rejected(client: Any, seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.services import pagination
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     api = Api(client, seeded.account)
     params = {"status": "success"}
@@ -428,9 +430,9 @@ def dynamodb_calls(aws: dict[str, str]) -> Iterator[list[tuple[str, str | None]]
     The handler is added to botocore's built-in handlers (as moto adds its own) and the cached
     connections are dropped, so every DynamoDB client the app uses from here on is a new one that has it.
     """
-    from chalicelib.services.deps import get_deps
-    from chalicelib.storage.models import configure_models
-    from chalicelib.storage.tx import reset_connections
+    from chalicelib.services.container import get_deps
+    from chalicelib.storage.connection import reset as reset_connections
+    from chalicelib.storage.tables import configure_models
 
     calls: list[tuple[str, str | None]] = []
 
@@ -517,9 +519,10 @@ def _drain_mine(sqs: Any, url: str, account: str) -> list[str]:
 
 def test_refreshed_dynamic_keypairs_query(client: Any, account: Account) -> None:
     """`?type=dynamic&action=refresh` after three scheduled ticks returns exactly the refreshes."""
-    from chalicelib.clock import next_tick
     from chalicelib.services.audit import SCHEDULER
-    from chalicelib.services.registry import get_services
+
+    from chalicelib.clock import next_tick
+    from chalicelib.services.container import get_services
 
     deps = get_services().deps
     interval = deps.settings.schedule_seconds
@@ -645,7 +648,7 @@ def test_signature_log_follows_rename_and_delete(client: Any, account: Account) 
 def test_ttl_is_on_for_both_log_tables(aws: dict[str, str]) -> None:
     import boto3
 
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
     from chalicelib.storage.retention import enable_log_ttl
 
     settings = get_deps().settings
@@ -657,8 +660,8 @@ def test_ttl_is_on_for_both_log_tables(aws: dict[str, str]) -> None:
 
 
 def test_retention_setting_sets_expiry(client: Any, account: Account) -> None:
-    from chalicelib.services.deps import get_deps, set_deps
-    from chalicelib.storage.models import AuditLogModel, SignatureLogModel
+    from chalicelib.services.container import get_deps, set_deps
+    from chalicelib.storage.tables import AuditLogModel, SignatureLogModel
 
     api = Api(client, account)
     api.ok("POST", "/keypairs", dict(EC_KEYPAIR, alias="kept"), 201)

@@ -54,9 +54,10 @@ def test_refresh_of_a_missing_or_deleted_keypair_is_404(api: Any) -> None:
 
 
 def test_refresh_needs_manage_keypair(api: Any) -> None:
-    from chalicelib.ids import new_id
     from chalicelib.services.access import new_api_key
-    from chalicelib.storage.models import UserModel
+
+    from chalicelib.ids import new_id
+    from chalicelib.storage.tables import UserModel
 
     kp = api.ok("POST", "/keypairs", {"alias": "guarded", **DYNAMIC}, 201)
     # No user route exists yet, so the auditor is written through the data layer.

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chalicelib.logs import JsonFormatter
-from chalicelib.storage.models import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from chalicelib.storage.tables import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from chalicelib.structured_logging import JsonFormatter
 from tests.apitest import KEY_SPECS
 
 SPECS = KEY_SPECS

@@ -20,8 +20,8 @@ from cryptography import x509
 
 from chalicelib.clock import rfc3339, utc_now
 from chalicelib.keys.algorithms import SIG_ALGS, key_id_of, verify_signature
-from chalicelib.services.registry import get_services
-from chalicelib.storage.models import AuditLogModel, SignatureLogModel
+from chalicelib.services.container import get_services
+from chalicelib.storage.tables import AuditLogModel, SignatureLogModel
 from tests.apitest import KEY_SPECS
 
 SPECS = KEY_SPECS
@@ -359,9 +359,10 @@ def test_restricted_keypair_refuses_other_users(api: Caller, shared_account: Any
 def test_caller_without_sign_permission_is_refused_and_logged(
     api: Caller, shared_account: Any, cheap: dict[str, Any]
 ) -> None:
-    from chalicelib.ids import new_id
     from chalicelib.services.access import new_api_key
-    from chalicelib.storage.models import UserModel
+
+    from chalicelib.ids import new_id
+    from chalicelib.storage.tables import UserModel
 
     # No user route exists yet, so the auditor is written through the data layer.
     user_id = new_id("usr")

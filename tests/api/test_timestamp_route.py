@@ -161,7 +161,7 @@ def test_malformed_queries_get_an_rfc3161_rejection_not_an_error_page(
 
 
 def test_serials_are_unique_over_200_stamps_through_the_route(client: Any, shared_account: Any, tmp_path: Path) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     before = get_services().timestamps.counter.totals().get(shared_account.id, 0)
     body = make_query(tmp_path, "-sha256").read_bytes()
@@ -242,10 +242,11 @@ def test_patch_account_writes_one_audit_entry_and_refuses_unknown_fields(client:
 
 
 def test_patch_account_needs_manage_account(client: Any, account: Any) -> None:
+    from chalicelib.services.access import new_api_key
+
     from chalicelib.clock import utc_now
     from chalicelib.ids import new_id
-    from chalicelib.services.access import new_api_key
-    from chalicelib.storage.models import UserModel
+    from chalicelib.storage.tables import UserModel
 
     user_id = new_id("usr")
     UserModel(account.id, user_id, name="dev", roles=["developer"], created_at="2026-01-01T00:00:00Z").save()
@@ -314,7 +315,7 @@ class _TsaKeyDown:
 def test_sign_fails_closed_with_503_when_the_tsa_key_is_unavailable(
     client: Any, shared_account: Any, dynamic_keypair: dict[str, Any], tmp_path: Path, monkeypatch: Any
 ) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     monkeypatch.setattr(get_services().timestamps, "authorities", _TsaKeyDown())
     digest = hashlib.sha256(b"unstamped").digest()

@@ -23,10 +23,9 @@ from pkcs11 import Attribute, ObjectClass
 from chalicelib.keys import hsm
 from chalicelib.keys.algorithms import SIG_ALGS, verify_signature
 from chalicelib.services.accounts import AccountExists, bootstrap_account
-from chalicelib.services.deps import Deps, build_deps, get_deps, set_deps
-from chalicelib.services.registry import get_services, reset_services
+from chalicelib.services.container import Deps, build_deps, get_deps, get_services, reset_services, set_deps
 from chalicelib.settings import get_settings
-from chalicelib.storage.models import AccountModel, KeyMaterialModel
+from chalicelib.storage.tables import AccountModel, KeyMaterialModel
 from tests.apitest import Account, Api, make_account
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from chalicelib.storage.tx import connection
 
 from chalicelib.clock import rfc3339, utc_now
 from chalicelib.errors import HsmUnavailable
@@ -27,9 +28,8 @@ from chalicelib.keys import hsm
 from chalicelib.keys.algorithms import SIG_ALGS, KeySpec, PrivateKey, PublicKey, SigAlg, verify_signature
 from chalicelib.keys.hsm import HsmBackend
 from chalicelib.keys.hsm_store import HsmKeyStore
-from chalicelib.services.registry import get_services
-from chalicelib.storage.models import AliasClaim, AuditLogModel, KeypairModel, SignatureLogModel
-from chalicelib.storage.tx import connection
+from chalicelib.services.container import get_services
+from chalicelib.storage.tables import AliasClaim, AuditLogModel, KeypairModel, SignatureLogModel
 from tests.apitest import Account, Api
 
 DIGEST = hashlib.sha256(b"release.tar.gz").digest()
@@ -289,9 +289,9 @@ with mock_aws():
     from chalicelib.keys.hsm import HsmBackend
     from chalicelib.keys.hsm_store import HsmKeyStore
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
     from chalicelib.settings import get_settings
-    from chalicelib.storage.models import AliasClaim, AuditLogModel, KeypairModel, create_tables
+    from chalicelib.storage.tables import AliasClaim, AuditLogModel, KeypairModel, create_tables
 
     for handler in logging.getLogger("rotasign").handlers:
         handler.setStream(logs)

@@ -16,18 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chalicelib.services.audit import SCHEDULER, Actor
 from cryptography import x509
 
 from chalicelib.clock import next_tick, parse_rfc3339, rfc3339
 from chalicelib.errors import Conflict, StorageUnavailable
 from chalicelib.keys.algorithms import SIG_ALGS, KeySpec, key_id_of, verify_signature
 from chalicelib.keys.backend import KeyBackend, NewKey, SealedKey
-from chalicelib.services.audit import SCHEDULER, Actor
-from chalicelib.services.deps import Deps, get_deps, set_deps
+from chalicelib.services.container import Deps, Services, build_services, get_deps, set_deps
 from chalicelib.services.refresh import RefreshFailed, RefreshMessage, RefreshOptions
-from chalicelib.services.registry import Services, build_services
 from chalicelib.services.sweep import sweep_orphans
-from chalicelib.storage.models import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from chalicelib.storage.tables import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
 
 INTERVAL = 900
 # Tests run on a fake clock a day ahead, on a quarter-hour grid: keypairs other tests make in this
@@ -120,26 +119,9 @@ def faulty_services(real: Deps, clock: Any, faults: Faults) -> Services:
     return build_services(FaultyDeps(**values, faults=faults))
 
 
-@pytest.fixture(autouse=True)
-def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB runs transactions in isolation; moto does not (it snapshots whole tables and restores them
-    on failure, undoing a concurrent commit), so the races here get one lock around moto's writes."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    for name in ("transact_write_items", "put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-
-
 @pytest.fixture
 def svc(aws: dict[str, str]) -> Services:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     return get_services()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from chalicelib.storage.tx import transaction
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -20,10 +21,9 @@ from chalicelib.clock import rfc3339, utc_now
 from chalicelib.errors import HsmUnavailable
 from chalicelib.keys.algorithms import SIG_ALGS, SigAlg, verify_signature
 from chalicelib.keys.backend import SealedKey
-from chalicelib.services.registry import get_services
+from chalicelib.services.container import get_services
 from chalicelib.services.signing import SigningService
-from chalicelib.storage.models import AuditLogModel, KeypairModel, SignatureLogModel
-from chalicelib.storage.tx import transaction
+from chalicelib.storage.tables import AuditLogModel, KeypairModel, SignatureLogModel
 
 DIGEST = hashlib.sha256(b"release.tar.gz").digest()
 BODY = {"hash": base64.b64encode(DIGEST).decode()}

@@ -1,12 +1,11 @@
-"""PynamoDB models: the only code that knows the shape of the DynamoDB tables.
+"""The DynamoDB tables as PynamoDB models; only `chalicelib.storage` imports this module.
 
-Table names come from settings: `configure_models()` sets each model's `Meta.table_name` when the
-service is first used (PynamoDB reads `Meta` lazily on connection; class creation must not read env).
+Table names come from settings: `configure_tables()` sets each model's `Meta.table_name` when the
+storage is first used (PynamoDB reads `Meta` lazily on connection; class creation must not read env).
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from pynamodb.attributes import (
@@ -178,12 +177,17 @@ class AliasClaim(Model):
 
 
 class KeyMaterialModel(Model):
-    """A private key as AES-256-GCM ciphertext under a KMS-wrapped data key (disk storage)."""
+    """A private key as AES-256-GCM ciphertext under a KMS-wrapped data key (disk storage).
+
+    Keyed by owner: a keypair id (its current generation's key, replaced by each refresh, so a signer
+    reads it in the same BatchGetItem as the keypair row) or an account authority reference.
+    """
 
     class Meta(_Meta):
         pass
 
     id = UnicodeAttribute(hash_key=True)
+    key_ref = UnicodeAttribute()
     account = UnicodeAttribute()
     ciphertext = BinaryAttribute(legacy_encoding=False)
     nonce = BinaryAttribute(legacy_encoding=False)
@@ -205,6 +209,7 @@ class GenerationModel(Model):
     certificate = CertificateMap(null=True)
     created_at = UnicodeAttribute()
     retired_at = UnicodeAttribute(null=True)
+    signed_by = UnicodeAttribute(null=True)  # single-use keypairs: the log id of the one signature
 
 
 def _log_index(name: str, hash_attr: str) -> type[GlobalSecondaryIndex[Any]]:
@@ -277,6 +282,8 @@ class SignatureLogModel(Model):
     tool = UnicodeAttribute(null=True)
     client_ip = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
+    timestamp_token = UnicodeAttribute(null=True)
+    certificate_serial = UnicodeAttribute(null=True)
     expires = TTLAttribute(null=True)
     k_keypair_id = UnicodeAttribute(null=True)
     k_alias = UnicodeAttribute(null=True)
@@ -302,40 +309,29 @@ MODELS: dict[str, type[Model]] = {
 }
 
 
-_shared: Connection | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_connection() -> Connection:
-    """The process's one PynamoDB Connection: one botocore client for every table and transaction."""
-    if _shared is None:
-        raise RuntimeError("configure_models() has not run")
-    return _shared
-
-
-def configure_models(settings: Settings) -> None:
-    """Point every model at its table for this stage, all through one shared connection.
+def configure_tables(settings: Settings) -> Connection:
+    """Point every model at its table for this stage, all through one new shared connection.
 
     Left alone, PynamoDB gives each model its own Connection, botocore session and client: ten
     clients cost seconds of CPU at cold start. Sharing one also lets tests count requests in one place.
     """
-    global _shared
-    with _shared_lock:
-        conn = Connection(region=settings.region)
-        conn.client  # noqa: B018 -- build the client now: PynamoDB builds it lazily, which is not thread-safe
-        for table, model in MODELS.items():
-            model.Meta.table_name = settings.table_name(table)
-            model.Meta.region = settings.region
-            model._connection = None
-            table_connection = model._get_connection()
-            conn.add_meta_table(table_connection.get_meta_table())
-            table_connection.connection = conn
-        _shared = conn
+    conn = Connection(region=settings.region)
+    conn.client  # noqa: B018 -- build the client now: PynamoDB builds it lazily, which is not thread-safe
+    for table, model in MODELS.items():
+        model.Meta.table_name = settings.table_name(table)
+        model.Meta.region = settings.region
+        model._connection = None
+        table_connection = model._get_connection()
+        conn.add_meta_table(table_connection.get_meta_table())
+        table_connection.connection = conn
+    return conn
 
 
 def create_tables(settings: Settings) -> list[str]:
     """Create every table that does not exist yet (tests, `make run`, first deploy); returns names."""
-    configure_models(settings)
+    from chalicelib.storage.connection import configure
+
+    configure(settings)
     created = []
     for model in MODELS.values():
         if not model.exists():
