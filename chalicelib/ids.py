@@ -11,10 +11,10 @@ PREFIXES = ("kp", "usr", "grp", "team", "prof", "rw", "log", "acct", "key")
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]+)_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
-def ulid(now_ms: int | None = None, randomness: bytes | None = None) -> str:
-    """A 26-character ULID: 48 bits of milliseconds, 80 random bits (or the first 80 of `randomness`)."""
+def ulid(now_ms: int | None = None) -> str:
+    """A 26-character ULID: 48 bits of milliseconds, 80 random bits, Crockford base32."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (ms << 80) | int.from_bytes((randomness or os.urandom(10))[:10], "big")
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.apitest import Account, Api, make_account
+from tests.support.api import Account, Api, make_account
 
 # moto must see fake credentials and no endpoint override before any boto3 client exists.
 for _name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:

@@ -27,7 +27,7 @@ def parse_settings(body: Any) -> dict[str, bool]:
 def parse_new_api_key(body: Any) -> NewApiKey:
     """POST /users/{id}/api-keys body → NewApiKey."""
     f = Fields(body, ("name", "expires_at"))
-    return NewApiKey(f.text("name", max_length=100), f.time("expires_at"))
+    return NewApiKey(f.text("name", max_length=100, nullable=True), f.time("expires_at", nullable=True))
 
 
 @bp.route("/health", methods=["GET"])

@@ -20,6 +20,7 @@ from chalicelib.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
 E = TypeVar("E", bound=StrEnum)
 MAX_IDS = 100
+_ABSENT: Any = object()
 
 
 class Fields:
@@ -48,18 +49,21 @@ class Fields:
         """Whether the field was sent."""
         return name in self.values
 
-    def _get(self, name: str, required: bool) -> Any:
-        if name not in self.values or self.values[name] is None:
+    def _get(self, name: str, required: bool, nullable: bool = False) -> Any:
+        """The value as sent; `_ABSENT` when not sent (or null where null means "not given")."""
+        if name not in self.values:
             if required:
                 raise self.error(name, f"{name} is required.")
-            return None
+            return _ABSENT
+        if self.values[name] is None and nullable and not required:
+            return _ABSENT
         return self.values[name]
 
-    def text(self, name: str, *, required: bool = False, max_length: int = 256,
+    def text(self, name: str, *, required: bool = False, nullable: bool = False, max_length: int = 256,
              pattern: re.Pattern[str] | None = None, what: str | None = None) -> str | None:
         """A string of 1..max_length characters (matching `pattern`, described as `what`)."""
-        value = self._get(name, required)
-        if value is None:
+        value = self._get(name, required, nullable)
+        if value is _ABSENT:
             return None
         if not isinstance(value, str) or not 1 <= len(value) <= max_length:
             raise self.error(name, f"{name} must be a string of 1 to {max_length} characters.")
@@ -70,13 +74,12 @@ class Fields:
     def choice(self, name: str, enum: type[E], default: E | None = None) -> E:
         """One of an enumeration's values (required when there is no default)."""
         value = self._get(name, default is None)
-        if value is None:
+        if value is _ABSENT:
             assert default is not None
             return default
-        try:
-            return enum(value) if isinstance(value, str) else _raise()
-        except ValueError:
-            raise self.error(name, f"{name} must be one of {', '.join(e.value for e in enum)}.") from None
+        if isinstance(value, str) and value in enum._value2member_map_:
+            return enum(value)
+        raise self.error(name, f"{name} must be one of {', '.join(e.value for e in enum)}.")
 
     def flag(self, name: str, default: bool) -> bool:
         """true or false."""
@@ -88,7 +91,7 @@ class Fields:
     def binary(self, name: str, *, required: bool = False) -> bytes | None:
         """Standard base64."""
         value = self._get(name, required)
-        if value is None:
+        if value is _ABSENT:
             return None
         if not isinstance(value, str):
             raise self.error(name, f"{name} must be a base64 string.")
@@ -100,7 +103,7 @@ class Fields:
     def ids(self, name: str, prefix: str) -> tuple[str, ...] | None:
         """A list of distinct ids with `prefix` (at most 100)."""
         value = self._get(name, False)
-        if value is None:
+        if value is _ABSENT:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.error(name, f"{name} must be a list of ids.")
@@ -111,15 +114,17 @@ class Fields:
                 raise self.error(name, f"{name} must hold {prefix}_ ids; {v[:40]!r} is not one.")
         return tuple(dict.fromkeys(value))
 
-    def time(self, name: str) -> datetime | None:
+    def time(self, name: str, *, nullable: bool = False) -> datetime | None:
         """An RFC 3339 time."""
-        value = self._get(name, False)
-        if value is None:
+        value = self._get(name, False, nullable)
+        if value is _ABSENT:
             return None
         try:
-            return parse_rfc3339(value) if isinstance(value, str) else _raise()
+            if isinstance(value, str):
+                return parse_rfc3339(value)
         except (ValueError, OverflowError):
-            raise self.error(name, f"{name} must be an RFC 3339 time such as 2026-11-29T12:00:00Z.") from None
+            pass
+        raise self.error(name, f"{name} must be an RFC 3339 time such as 2026-11-29T12:00:00Z.")
 
     def raw(self, name: str) -> Any:
         """The field as sent (None when absent)."""
@@ -128,10 +133,6 @@ class Fields:
     def unsupported(self, name: str, message: str) -> RotasignError:
         """A 400 `unsupported_algorithm` naming the field."""
         return self.error(name, message, UnsupportedAlgorithm)
-
-
-def _raise() -> Any:
-    raise ValueError
 
 
 class Params:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,11 +22,6 @@ class LogKey:
     def new(cls, at: datetime) -> LogKey:
         """A fresh key for an entry made at `at`."""
         return cls(f"{rfc3339_ms(at)}#{ulid(int(at.timestamp() * 1000))}")
-
-    @classmethod
-    def derived(cls, at: datetime, seed: bytes) -> LogKey:
-        """The one key of an entry made at `at` for `seed`: a second writer's conditional put fails."""
-        return cls(f"{rfc3339_ms(at)}#{ulid(int(at.timestamp() * 1000), hashlib.sha256(seed).digest())}")
 
     @property
     def entry_id(self) -> str:

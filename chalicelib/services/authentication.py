@@ -4,9 +4,11 @@
 - A warm process trusts an answer for at most `ROTASIGN_PRINCIPAL_CACHE_SECONDS` (≤ 5 s), and never past
   the key's `expires_at`.
 - Failures that looked a key id up are answered no sooner than `FAILURE_FLOOR_SECONDS` after the lookup
-  began, so the time of a 401 does not tell whether the key id exists; a known key id's failures are
-  audited once per key and `FAILURE_WINDOW_SECONDS` (a second writer's conditional put fails), counted in
-  the `auth_failures` metric, so anonymous callers cannot drive unbounded writes into an account's log.
+  began, so the time of a 401 does not tell whether the key id exists. A known key id's failures are
+  audited once per key and `FAILURE_WINDOW_SECONDS` (the entry is written in one transaction with a mark
+  on the key, which a second writer's condition finds; a warm process remembers the windows it has seen)
+  and every failure is counted in the `auth_failures` metric, so anonymous callers cannot drive
+  unbounded writes into an account's log.
 - `last_used_at` is recorded at most once per `USE_RECORD_SECONDS` per key, when the principal is
   loaded (not on every request, and never in a signature's own write).
 """
@@ -30,7 +32,7 @@ from chalicelib import metrics
 from chalicelib.cache import TtlCache
 from chalicelib.clock import parse_rfc3339, rfc3339
 from chalicelib.domain.identity import ApiKey, Principal, effective_permissions
-from chalicelib.domain.logs import AuditEntry, LogKey
+from chalicelib.domain.logs import Actor, AuditEntry
 from chalicelib.errors import Conflict, RotasignError, Unauthenticated
 from chalicelib.ids import ulid
 
@@ -70,6 +72,7 @@ class Authenticator:
         self._sleep = sleep
         self._monotonic = monotonic
         self._cache: TtlCache[bytes, Principal] = TtlCache(deps.settings.principal_cache_seconds, clock=monotonic)
+        self._audited: TtlCache[tuple[str, int], bool] = TtlCache(FAILURE_WINDOW_SECONDS, clock=monotonic)
 
     def authenticate(self, header: str | None, source_ip: str | None) -> Principal:
         """The caller of a request; raises Unauthenticated (or 503 when storage is down)."""
@@ -137,24 +140,22 @@ class Authenticator:
         log.info("authentication failed", extra={"event": "auth_failed", "reason": reason, "key_id": key.id})
         metrics.emit("auth_failures", 1, reason=reason)
         window = int(now.timestamp()) // FAILURE_WINDOW_SECONDS * FAILURE_WINDOW_SECONDS
-        window_start = datetime.fromtimestamp(window, UTC)
-        entry = AuditEntry(
-            account=key.account,
-            key=LogKey.derived(window_start, f"authenticate:{key.id}".encode()),
-            at=rfc3339(now),
-            actor=f"api_key:{key.id}",
-            type="api_key",
-            action="authenticate",
-            resource_id=key.id,
-            outcome="failure",
-            error=reason,
-            details={"user_id": key.user_id, "window_start": rfc3339(window_start),
-                     "window_seconds": FAILURE_WINDOW_SECONDS, "first_of_window": True},
-            source_ip=source_ip,
-            expires=self._deps.log_expiry(now),
+        if self._audited.get((key.id, window)):
+            return
+        window_start = rfc3339(datetime.fromtimestamp(window, UTC))
+        entry = AuditEntry.new(
+            Actor(key.account, f"api_key:{key.id}", source_ip), now, type="api_key", action="authenticate",
+            resource_id=key.id, outcome="failure", error=reason, expires=self._deps.log_expiry(now),
+            details={"user_id": key.user_id, "window_start": window_start, "window_seconds": FAILURE_WINDOW_SECONDS,
+                     "note": "the first failure of this key in the window; later ones are counted, not listed"},
         )
-        with contextlib.suppress(Conflict):  # this key's failures in this window are audited already
-            self._deps.store.audit.append(entry)
+        store = self._deps.store
+        tx = store.transaction()
+        store.identity.stage_failure_window(tx, key.id, window_start, on_fail=Conflict)
+        store.audit.stage(tx, entry)
+        with contextlib.suppress(Conflict):  # another process audited this window already
+            tx.commit()
+        self._audited.put((key.id, window), True)
 
     def _record_use(self, key: ApiKey, now: datetime) -> None:
         since = now - timedelta(seconds=USE_RECORD_SECONDS)

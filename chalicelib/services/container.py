@@ -134,13 +134,15 @@ def build_services(deps: Deps) -> Services:
     from chalicelib.services.log_queries import LogService
     from chalicelib.services.refresh import RefreshService
     from chalicelib.services.refresh_queue import RefreshQueue
+    from chalicelib.services.sign_state import SignStates
     from chalicelib.services.signing import SigningService
     from chalicelib.services.timestamping import TimestampService
 
     accounts = AccountCache(deps)
     authorities = Authorities(deps)
+    states = SignStates(deps)
     timestamps = TimestampService(deps, accounts, authorities)
-    keypairs = KeypairService(deps, accounts, authorities)
+    keypairs = KeypairService(deps, accounts, authorities, states)
     refresh = RefreshService(deps, keypairs, accounts)
     return Services(
         deps=deps,
@@ -150,7 +152,7 @@ def build_services(deps: Deps) -> Services:
         keypairs=keypairs,
         generations=GenerationHistory(deps, keypairs),
         api_keys=ApiKeyService(deps),
-        signing=SigningService(deps, accounts, keypairs, refresh, timestamps),
+        signing=SigningService(deps, accounts, states, refresh, timestamps),
         logs=LogService(deps),
         timestamps=timestamps,
         refresh=refresh,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from chalicelib.services.accounts import AccountCache
     from chalicelib.services.authorities import Authorities
     from chalicelib.services.container import Deps
+    from chalicelib.services.sign_state import SignStates
 
 log = logging.getLogger("rotasign.keypairs")
 LIST_ROUTE = "keypairs"
@@ -67,10 +68,11 @@ class KeypairQuery:
 class KeypairService:
     """The keypair rules; every outside capability comes in through `deps`."""
 
-    def __init__(self, deps: Deps, accounts: AccountCache, authorities: Authorities) -> None:
+    def __init__(self, deps: Deps, accounts: AccountCache, authorities: Authorities, states: SignStates) -> None:
         self.deps = deps
         self.accounts = accounts
         self.keys = KeyMaker(deps, authorities)
+        self.states = states
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -186,6 +188,7 @@ class KeypairService:
             details={"changes": {name: {"from": old, "to": new} for name, (old, new) in diff.items()}},
         ))
         tx.commit()
+        self.states.forget(kp)
         return updated
 
     def delete(self, principal: Principal, ref: str, source_ip: str | None) -> None:
@@ -219,6 +222,7 @@ class KeypairService:
             details={"key_id": kp.key_id, "generation": kp.generation},
         ))
         tx.commit()
+        self.states.forget(kp)
         # The row no longer references the key, so destroying it now cannot strand a live keypair.
         try:
             self.deps.backend(kp.storage.value).destroy(kp.key_ref)

@@ -137,6 +137,7 @@ class RefreshService:
         except BaseException:
             self.keypairs.keys.discard(kp.storage, gen)
             raise
+        self.keypairs.states.forget(kp)
         try:
             self.deps.backend(kp.storage.value).destroy(kp.key_ref)
         except Exception:

@@ -34,6 +34,14 @@ MAX_ENTRIES = 10_000
 _READ_TRIES = 3
 
 
+class KeypairGone(NotFound):
+    """The keypair was deleted: a 404 like any other, but the refusal's log entry can still name it."""
+
+    def __init__(self, tombstone: Keypair) -> None:
+        super().__init__("No such keypair.")
+        self.tombstone = tombstone
+
+
 class _Key:
     """A keypair's private-key object, loaded on first use (a refused request never decrypts a key)."""
 
@@ -104,11 +112,11 @@ class SignStates:
                 self._entries.popitem(last=False)
         return state
 
-    def forget(self, account: str, ref: str) -> None:
-        """Drop the state of a keypair named by id or alias (after this process changed it)."""
-        key = (account, ref if looks_like_id(ref, "kp") else "alias:" + alias_key(ref))
+    def forget(self, kp: Keypair) -> None:
+        """Drop what this process knows of a keypair it just changed (other processes follow within the bound)."""
         with self._lock:
-            self._entries.pop(key, None)
+            self._entries.pop((kp.account, kp.id), None)
+            self._entries.pop((kp.account, "alias:" + alias_key(kp.alias)), None)
 
     def clear(self) -> None:
         """Drop every state."""
@@ -136,8 +144,10 @@ class SignStates:
                     raise NotFound("No such keypair.")
                 previous = None  # the alias moved to another keypair: resolve it again
                 continue
-            if kp is None or kp.deleted_at:
+            if kp is None:
                 raise NotFound("No such keypair.")
+            if kp.deleted_at:
+                raise KeypairGone(kp)
             if kp.storage is Storage.DISK and (material is None or material.key_ref != kp.key_ref):
                 continue  # the two reads straddled a refresh: read both again
             reuse = previous is not None and previous.keypair.key_ref == kp.key_ref

@@ -38,7 +38,7 @@ from chalicelib.errors import (
     ValidationError,
 )
 from chalicelib.services.sign_requests import SignCall, Signed, failure_entry, success_entry
-from chalicelib.services.sign_state import SignState, SignStates
+from chalicelib.services.sign_state import KeypairGone, SignState, SignStates
 from chalicelib.storage.transaction import TransactionConflicted
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from chalicelib.keys.algorithms import SigAlg
     from chalicelib.services.accounts import AccountCache
     from chalicelib.services.container import Deps
-    from chalicelib.services.keypairs import KeypairService
     from chalicelib.services.refresh import RefreshService
     from chalicelib.services.timestamping import TimestampService
 
@@ -76,14 +75,13 @@ class _Attempt:
 class SigningService:
     """POST /keypairs/{keypair}/sign; every outside capability comes in through the constructor."""
 
-    def __init__(self, deps: Deps, accounts: AccountCache, keypairs: KeypairService, refresh: RefreshService,
+    def __init__(self, deps: Deps, accounts: AccountCache, states: SignStates, refresh: RefreshService,
                  timestamps: TimestampService) -> None:
         self.deps = deps
         self.accounts = accounts
-        self.keypairs = keypairs
+        self.states = states
         self.refresh = refresh
         self.timestamps = timestamps
-        self.states = SignStates(deps)
 
     def sign(self, principal: Principal, call: SignCall) -> list[Signed]:
         """Sign every item of the call; raises the refusal (after logging it) or a 503/429."""
@@ -99,7 +97,11 @@ class SigningService:
             raise
 
     def _sign(self, principal: Principal, call: SignCall, attempt: _Attempt) -> list[Signed]:
-        state = self.states.get(principal.account, call.ref)
+        try:
+            state = self.states.get(principal.account, call.ref)
+        except KeypairGone as gone:
+            attempt.keypair = gone.tombstone
+            raise
         attempt.keypair = state.keypair
         principal.require("sign")
         if call.refused is not None:

@@ -9,7 +9,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib.domain.identity import ApiKey, User
 from chalicelib.storage.errors import guarded
 from chalicelib.storage.tables import ApiKeyModel, UserModel
-from chalicelib.storage.transaction import Transaction
+from chalicelib.storage.transaction import OnFail, Transaction
 
 
 def _user(row: UserModel) -> User:
@@ -70,6 +70,12 @@ class IdentityRepository:
     def stage_revoke(self, tx: Transaction, key: ApiKey, at: str) -> None:
         """Revoke a key (once: a second revocation fails its condition)."""
         tx.update(ApiKeyModel(key.id), [ApiKeyModel.revoked_at.set(at)], ApiKeyModel.revoked_at.does_not_exist())
+
+    def stage_failure_window(self, tx: Transaction, key_id: str, window: str, *, on_fail: OnFail) -> None:
+        """Mark a key's failures of the window starting at `window` as audited; `on_fail()` if they are."""
+        done = ApiKeyModel.failures_audited_for.exists() & (ApiKeyModel.failures_audited_for >= window)
+        tx.update(ApiKeyModel(key_id), [ApiKeyModel.failures_audited_for.set(window)],
+                  ApiKeyModel.id.exists() & ~done, on_fail=on_fail)
 
     @guarded
     def record_use(self, key_id: str, at: str, unless_since: str) -> bool:

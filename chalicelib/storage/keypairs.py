@@ -94,7 +94,7 @@ def _keypair(row: KeypairModel) -> Keypair:
 
 
 def _row(kp: Keypair) -> KeypairModel:
-    version = {"version": kp.version} if kp.version else {}
+    version: dict[str, Any] = {"version": kp.version} if kp.version else {}
     return KeypairModel(
         kp.account,
         kp.id,

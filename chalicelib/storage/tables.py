@@ -113,6 +113,7 @@ class ApiKeyModel(Model):
     expires_at = UnicodeAttribute(null=True)
     revoked_at = UnicodeAttribute(null=True)
     last_used_at = UnicodeAttribute(null=True)
+    failures_audited_for = UnicodeAttribute(null=True)  # start of the window whose failures are audited
     by_user = ApiKeysByUser()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from asn1crypto import tsp
 
-from tests.apitest import Account, Api
+from tests.support.api import Account, Api
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 EC_KEYPAIR = {"algorithm": "ECDSA", "curve": "P-256", "storage": "disk"}

@@ -26,7 +26,7 @@ from chalicelib.keys import hsm
 from chalicelib.keys.algorithms import SIG_ALGS, key_id_of, verify_signature
 from chalicelib.services.container import get_services
 from chalicelib.storage.tables import AuditLogModel, KeypairModel, SignatureLogModel
-from tests.apitest import KEY_SPECS, Account, Api
+from tests.support.api import KEY_SPECS, Account, Api, sign_in_process
 
 SPECS = KEY_SPECS
 RUN = uuid.uuid4().hex[:8]  # alias suffix: the module's keypairs never clash with another module's
@@ -274,7 +274,7 @@ def test_eight_threads_signing_through_the_service(
             while time.monotonic() < deadline:
                 digest = digest_of(hash_algorithm, os.urandom(64))
                 body = {"hash": b64(digest), "hash_algorithm": hash_algorithm, "sig_alg": sig_alg}
-                response = services.signing.sign(principal, hsm_keypairs[name]["id"], body, "127.0.0.1")
+                response = sign_in_process(principal, hsm_keypairs[name]["id"], body)
                 verify_signature(public_keys[name], SIG_ALGS[sig_alg],  # type: ignore[arg-type]
                                  base64.b64decode(response["signature"]), digest)
                 log_ids.append(response["signature_log_id"])

@@ -242,17 +242,10 @@ def test_patch_account_writes_one_audit_entry_and_refuses_unknown_fields(client:
 
 
 def test_patch_account_needs_manage_account(client: Any, account: Any) -> None:
-    from chalicelib.services.access import new_api_key
+    from tests.support.api import add_user
 
-    from chalicelib.clock import utc_now
-    from chalicelib.ids import new_id
-    from chalicelib.storage.tables import UserModel
-
-    user_id = new_id("usr")
-    UserModel(account.id, user_id, name="dev", roles=["developer"], created_at="2026-01-01T00:00:00Z").save()
-    issued = new_api_key(account.id, user_id, utc_now(), "dev", None)
-    issued.item.save()
-    response = json_call(client, issued.key, "PATCH", "/account", {"public_tsa": True})
+    developer = add_user(account, "dev", roles=("developer",))
+    response = json_call(client, developer.api_key, "PATCH", "/account", {"public_tsa": True})
     assert response.status_code == 403
 
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chalicelib.clock import parse_rfc3339
-from tests.apitest import KEY_SPECS
+from tests.support.api import KEY_SPECS
 
 SPECS = KEY_SPECS
 

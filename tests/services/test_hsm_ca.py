@@ -26,7 +26,7 @@ from chalicelib.services.accounts import AccountExists, bootstrap_account
 from chalicelib.services.container import Deps, build_deps, get_deps, get_services, reset_services, set_deps
 from chalicelib.settings import get_settings
 from chalicelib.storage.tables import AccountModel, KeyMaterialModel
-from tests.apitest import Account, Api, make_account
+from tests.support.api import Account, Api, make_account
 
 
 def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -187,7 +187,7 @@ def test_bootstrap_with_the_token_unreachable_makes_nothing(hsm_ca_deps: Deps, t
     from chalicelib.keys.hsm_store import HsmKeyStore
 
     settings = hsm_ca_deps.settings
-    broken = dataclasses.replace(hsm_ca_deps, _hsm=HsmKeyStore(
+    broken = dataclasses.replace(hsm_ca_deps, hsm_store=HsmKeyStore(
         HsmBackend(str(tmp_path / "gone.so"), settings.hsm_token_label, lambda: "unused")))
     name = f"hsm-down-{uuid.uuid4().hex[:8]}"
     before = token_labels("acct_")
@@ -224,7 +224,7 @@ def test_failed_bootstrap_cleanup_keeps_going_and_keeps_the_real_error(
     from chalicelib.keys.hsm_store import HsmKeyStore
 
     flaky = _FirstDestroyFails(hsm_ca_deps.hsm().backend)
-    deps = dataclasses.replace(hsm_ca_deps, _hsm=HsmKeyStore(flaky))  # type: ignore[arg-type]
+    deps = dataclasses.replace(hsm_ca_deps, hsm_store=HsmKeyStore(flaky))  # type: ignore[arg-type]
     before = set(token_labels("acct_"))
 
     with pytest.raises(AccountExists):  # not the cleanup's HsmUnavailable

@@ -30,7 +30,7 @@ from chalicelib.keys.hsm import HsmBackend
 from chalicelib.keys.hsm_store import HsmKeyStore
 from chalicelib.services.container import get_services
 from chalicelib.storage.tables import AliasClaim, AuditLogModel, KeypairModel, SignatureLogModel
-from tests.apitest import Account, Api
+from tests.support.api import Account, Api
 
 DIGEST = hashlib.sha256(b"release.tar.gz").digest()
 SIGN = {"hash": base64.b64encode(DIGEST).decode(), "file_name": "release.tar.gz"}

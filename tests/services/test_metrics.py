@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.apitest import Api
+from tests.support.api import Api
 
 
 class Lines(logging.Handler):

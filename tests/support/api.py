@@ -1,7 +1,4 @@
-"""Test helpers shared across test folders: a bootstrapped account and a JSON client over Chalice's test client.
-
-A module of its own (not conftest.py) because several test folders have a conftest.py of their own.
-"""
+"""Accounts, users and a JSON client over Chalice's test client."""
 
 from __future__ import annotations
 
@@ -65,3 +62,39 @@ class Api:
         response = self.call(method, path, body)
         assert response.status_code == status, (response.status_code, response.body[:500])
         return json.loads(response.body) if response.body else None
+
+
+def add_user(account: Account, name: str, *, roles: tuple[str, ...] = (), permissions: tuple[str, ...] = (),
+             expires_at: str | None = None) -> Account:
+    """Another user of `account` with an API key, written straight to storage (its admin routes come later)."""
+    from chalicelib.clock import rfc3339
+    from chalicelib.domain.identity import User
+    from chalicelib.ids import new_id
+    from chalicelib.services.authentication import issue_api_key
+    from chalicelib.services.container import get_deps
+
+    store = get_deps().store
+    now = rfc3339(get_deps().clock())
+    user = User(account.id, new_id("usr"), name, now, roles=roles, permissions=permissions)
+    issued = issue_api_key(account.id, user.id, now, "test", expires_at)
+    tx = store.transaction()
+    store.identity.stage_user(tx, user)
+    store.identity.stage_api_key(tx, issued.key)
+    tx.commit()
+    return Account(account.id, account.name, user.id, issued.secret)
+
+
+def sign_in_process(principal: Any, ref: str, body: Any, client_ip: str = "127.0.0.1") -> dict[str, Any]:
+    """What POST /keypairs/{ref}/sign answers, by calling the signing service the route calls.
+
+    For threads: Chalice's test client is not thread-safe (it swaps os.environ and sets
+    app.current_request per request).
+    """
+    from chalicelib.api import render
+    from chalicelib.api.signing import parse_call
+    from chalicelib.services.container import get_services
+
+    results = get_services().signing.sign(principal, parse_call(ref, body, client_ip))
+    if isinstance(body, dict) and "items" in body:
+        return {"items": [render.signed(r) for r in results]}
+    return render.signed(results[0])
