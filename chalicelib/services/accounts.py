@@ -71,7 +71,7 @@ def bootstrap_account(
                 hsm = deps.hsm()
                 hsm.generate(account_id, ref, KeySpec("ECDSA", None, "P-256"))
                 made_on_hsm.append(ref)
-                keys[role] = hsm.private_key(ref)
+                keys[role] = hsm.load(account_id, ref, None)
             else:
                 key = new_authority_key()
                 keys[role] = key

@@ -74,7 +74,7 @@ class Authorities:
         pem = {"production": account.production_ca_pem, "test": account.test_ca_pem, "tsa": account.tsa_pem}[role]
         ref = authority_ref(account.id, role)
         if account.ca_storage == "hsm":
-            key = self._deps.hsm().private_key(ref)
+            key = self._deps.hsm().load(account.id, ref, None)
         else:
             try:
                 material = KeyMaterialModel.get(ref)
@@ -82,7 +82,7 @@ class Authorities:
                 raise StorageUnavailable("The account's CA key is missing.") from exc
             except PynamoDBException as exc:
                 raise storage_error(exc) from exc
-            key = self._deps.disk.unseal(account.id, ref, sealed_of(material))
+            key = self._deps.disk.load(account.id, ref, sealed_of(material))
         authority = Authority(key, load_pem(pem))
         with self._lock:
             self._cache[(account.id, role)] = (now + AUTHORITY_CACHE_SECONDS, authority)

@@ -14,7 +14,7 @@ from chalicelib.settings import Settings, get_settings
 from chalicelib.storage.models import configure_models
 
 if TYPE_CHECKING:
-    from chalicelib.keys.hsm_store import HsmKeyStore
+    from chalicelib.keys.hsm.store import HsmKeyStore
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Deps:
         """The HSM key store, connected on first use."""
         with self._lock:
             if self._hsm is None:
-                from chalicelib.keys.hsm_store import HsmKeyStore
+                from chalicelib.keys.hsm.store import HsmKeyStore
 
                 self._hsm = HsmKeyStore.from_settings(self.settings, self._hsm_pin)
             return self._hsm
@@ -88,7 +88,7 @@ def build_deps(settings: Settings | None = None, clock: Clock = utc_now) -> Deps
         settings=settings,
         clock=clock,
         kms=kms,
-        disk=DiskKeyStore(kms, settings.kms_key_id, settings.key_cache_seconds),
+        disk=DiskKeyStore(kms, settings.kms_key_id),
     )
 
 

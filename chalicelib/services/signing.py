@@ -40,7 +40,7 @@ from chalicelib.errors import (
     ValidationError,
 )
 from chalicelib.ids import looks_like_id
-from chalicelib.keys.algorithms import HASH_ALGORITHMS, HASH_LENGTHS, SigAlg, resolve_sig_alg
+from chalicelib.keys.algorithms import HASH_ALGORITHMS, HASH_LENGTHS, PrivateKey, SigAlg, resolve_sig_alg, sign
 from chalicelib.keys.backend import KeyBackend, SealedKey
 from chalicelib.services.access import Principal
 from chalicelib.services.accounts import AccountCache
@@ -289,6 +289,8 @@ class SigningService:
         # Hints only: every hint is checked against the row read consistently on each request.
         self._alias_ids: dict[tuple[str, str], str] = {}
         self._key_refs: dict[tuple[str, str], str] = {}
+        # (storage, key_ref) -> (expiry, the backend that loaded it, key object); a key_ref names one generation.
+        self._keys: dict[tuple[str, str], tuple[float, KeyBackend, PrivateKey]] = {}
         self._lock = threading.Lock()
 
     # -- the request -------------------------------------------------------------------------
@@ -356,9 +358,7 @@ class SigningService:
         account = self.accounts.get(principal.account)
         sealed = self._sealed(kp, material)
         attempt.at = self.deps.clock()
-        attempt.signature = self.backend(kp.storage).sign(
-            principal.account, kp.key_ref, sealed, sig_alg, attempt.request.data_for(sig_alg)
-        )
+        attempt.signature = sign(self._key(principal.account, kp, sealed), sig_alg, attempt.request.data_for(sig_alg))
         token = None
         if self.timestamper is not None:
             token = self.timestamper(principal.account, hashlib.sha256(attempt.signature).digest())
@@ -433,6 +433,21 @@ class SigningService:
             return None
         except PynamoDBException as exc:
             raise _storage_error(exc) from exc
+
+    def _key(self, account: str, kp: KeypairModel, sealed: SealedKey | None) -> PrivateKey:
+        """The key object of the row's generation, kept for `key_cache_seconds` while the same backend serves it."""
+        backend = self.backend(kp.storage)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._keys.get((kp.storage, kp.key_ref))
+        if hit is not None and hit[0] > now and hit[1] is backend:
+            return hit[2]
+        key = backend.load(account, kp.key_ref, sealed)
+        with self._lock:
+            if len(self._keys) > _CACHE_LIMIT:
+                self._keys.clear()
+            self._keys[(kp.storage, kp.key_ref)] = (now + self.deps.settings.key_cache_seconds, backend, key)
+        return key
 
     def _sealed(self, kp: KeypairModel, material: KeyMaterialModel | None) -> SealedKey | None:
         """The sealed key of the row's current generation, read now if the batch did not bring it."""

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from chalicelib.clock import next_tick, parse_rfc3339, rfc3339
 from chalicelib.errors import Conflict, StorageUnavailable
-from chalicelib.keys.algorithms import SIG_ALGS, KeySpec, key_id_of, verify_signature
+from chalicelib.keys.algorithms import SIG_ALGS, KeySpec, PrivateKey, key_id_of, verify_signature
 from chalicelib.keys.backend import KeyBackend, NewKey, SealedKey
 from chalicelib.services.audit import SCHEDULER, Actor
 from chalicelib.services.deps import Deps, get_deps, set_deps
@@ -92,8 +92,8 @@ class FaultyBackend:
             raise Crash("after key generation")
         return new
 
-    def sign(self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: Any, data: bytes) -> bytes:
-        return self.inner.sign(account, key_ref, sealed, sig_alg, data)
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
+        return self.inner.load(account, key_ref, sealed)
 
     def destroy(self, key_ref: str) -> None:
         if self.faults.crash_on_destroy:

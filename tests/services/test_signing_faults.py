@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives.asymmetric import ec
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.clock import rfc3339, utc_now
 from chalicelib.errors import HsmUnavailable
-from chalicelib.keys.algorithms import SIG_ALGS, SigAlg, verify_signature
+from chalicelib.keys.algorithms import SIG_ALGS, PrivateKey, verify_signature
 from chalicelib.keys.backend import SealedKey
 from chalicelib.services.registry import get_services
 from chalicelib.services.signing import SigningService
@@ -106,14 +107,55 @@ class Backend:
     def __call__(self, storage: str) -> Backend:
         return self
 
-    def sign(self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: SigAlg, data: bytes) -> bytes:
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
         if self.error is not None:
             raise self.error
-        signature = get_services().deps.disk.sign(account, key_ref, sealed, sig_alg, data)
+        key = get_services().deps.disk.load(account, key_ref, sealed)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return HookedKey(key, self)
+
+    def signed(self) -> None:
         self.signatures += 1
         if self.after is not None:
             self.after()
+
+
+class HookedKey(ec.EllipticCurvePrivateKey):
+    """An in-memory EC key that tells its Backend about every signature it makes."""
+
+    def __init__(self, inner: ec.EllipticCurvePrivateKey, backend: Backend) -> None:
+        self.inner, self.backend = inner, backend
+
+    def sign(self, data: Any, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+        signature = self.inner.sign(data, signature_algorithm)
+        self.backend.signed()
         return signature
+
+    def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
+        return self.inner.exchange(algorithm, peer_public_key)
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self.inner.public_key()
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return self.inner.curve
+
+    @property
+    def key_size(self) -> int:
+        return self.inner.key_size
+
+    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
+        return self.inner.private_numbers()
+
+    def private_bytes(self, encoding: Any, format: Any, encryption_algorithm: Any) -> bytes:
+        return self.inner.private_bytes(encoding, format, encryption_algorithm)
+
+    def __copy__(self) -> HookedKey:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> HookedKey:
+        return self
 
 
 def bump_generation(account: str, kp_id: str) -> Callable[[], None]:
