@@ -28,7 +28,7 @@ HSM_LABEL, HSM_PIN, HSM_SO_PIN = "rotasign-bench", "bench-pin-1234", "bench-so-5
 def hsm_env(state_dir: Path) -> str | None:
     """Make a SoftHSM token and point the settings at it; None when SoftHSM is missing."""
     from chalicelib.errors import HsmUnavailable
-    from chalicelib.keys.softhsm import ensure_token, find_module
+    from localdev.softhsm import ensure_token, find_module
 
     try:
         module = find_module()
