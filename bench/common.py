@@ -111,11 +111,10 @@ def stack(endpoint: str | None = None) -> Iterator[Stack]:
 
         from app import app
         from chalicelib.services.accounts import bootstrap_account
-        from chalicelib.services.container import get_deps, set_deps
-        from chalicelib.services.container import reset_services
+        from chalicelib.services.container import get_deps, reset_services, set_deps
         from chalicelib.settings import get_settings
-        from chalicelib.storage.tables import create_tables
         from chalicelib.storage.connection import reset as reset_connections
+        from chalicelib.storage.tables import create_tables
 
         quiet_logs()
         get_settings.cache_clear()

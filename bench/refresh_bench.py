@@ -28,7 +28,7 @@ HSM_LABEL, HSM_PIN, HSM_SO_PIN = "rotasign-bench", "bench-pin-1234", "bench-so-5
 def hsm_env(state_dir: Path) -> str | None:
     """Make a SoftHSM token and point the settings at it; None when SoftHSM is missing."""
     from chalicelib.errors import HsmUnavailable
-    from chalicelib.keys.softhsm import ensure_token, find_module
+    from localdev.softhsm import ensure_token, find_module
 
     try:
         module = find_module()
@@ -45,8 +45,8 @@ def refresh_rows(s: Any, storage: str, seconds: float) -> list[list[str]]:
     from chalicelib.clock import dynamic_validity
     from chalicelib.keys.algorithms import KeySpec
     from chalicelib.pki.certificates import issue_keypair_certificate
-    from chalicelib.services.refresh import RefreshMessage
     from chalicelib.services.container import get_services
+    from chalicelib.services.refresh import RefreshMessage
 
     services = get_services()
     deps = services.deps

@@ -19,11 +19,10 @@ from common import ALGORITHMS, RequestCounter, print_table, rate, sign_body, sta
 def main(seconds: float = 1.5) -> None:
     """Print one row per algorithm."""
     with stack() as s:
-        from chalicelib.keys.algorithms import resolve_sig_alg, sign_with_private_key
+        from chalicelib.keys.algorithms import resolve_sig_alg, sign
         from chalicelib.services.authorities import sealed_of
-        from chalicelib.services.container import get_deps
+        from chalicelib.services.container import get_deps, get_services
         from chalicelib.services.keypairs import spec_of
-        from chalicelib.services.container import get_services
         from chalicelib.storage.tables import KeyMaterialModel, KeypairModel
 
         signing = get_services().signing
@@ -44,9 +43,9 @@ def main(seconds: float = 1.5) -> None:
 
             row = KeypairModel.get(s.account, kp["id"])
             material = KeyMaterialModel.get(row.key_ref)
-            key = get_deps().disk.unseal(s.account, row.key_ref, sealed_of(material))
+            key = get_deps().disk.load(s.account, row.key_ref, sealed_of(material))
             sig_alg = resolve_sig_alg(spec_of(row), "SHA-256", None)
-            m, raw_elapsed = rate(partial(sign_with_private_key, key, sig_alg, digest), seconds / 3, 50)
+            m, raw_elapsed = rate(partial(sign, key, sig_alg, digest), seconds / 3, 50)
             raw = m / raw_elapsed
             service = n / elapsed
             rows.append([

@@ -63,8 +63,7 @@ def run(seconds: float) -> dict[str, Any]:
 
         from app import app
         from chalicelib.services.accounts import bootstrap_account
-        from chalicelib.services.container import get_deps
-        from chalicelib.services.container import get_services
+        from chalicelib.services.container import get_deps, get_services
         from chalicelib.settings import get_settings
         from chalicelib.storage.tables import create_tables
 

@@ -149,7 +149,7 @@ def _start(
 
     import boto3
 
-    from chalicelib.keys.softhsm import ensure_token, find_module
+    from localdev.softhsm import ensure_token, find_module
 
     kms_key_id = boto3.client("kms").create_key(Description="rotasign local stack")["KeyMetadata"]["KeyId"]
     pin = secrets.token_urlsafe(16)

@@ -31,7 +31,7 @@ HSM_LABEL = "rotasign-tests"
 @pytest.fixture(scope="session")
 def hsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SoftHSM2 token for this test session (SOFTHSM2_CONF is set for the whole process)."""
-    from chalicelib.keys.softhsm import ensure_token
+    from localdev.softhsm import ensure_token
 
     conf = ensure_token(tmp_path_factory.mktemp("softhsm"), HSM_LABEL, HSM_PIN, HSM_SO_PIN)
     os.environ["SOFTHSM2_CONF"] = str(conf)
@@ -56,11 +56,11 @@ def aws(hsm_conf: Path) -> Iterator[dict[str, str]]:
             ROTASIGN_HSM_TOKEN_LABEL=HSM_LABEL,
             ROTASIGN_HSM_PIN=HSM_PIN,
         )
-        from chalicelib.keys.softhsm import find_module
         from chalicelib.services.container import set_deps
         from chalicelib.settings import get_settings
         from chalicelib.storage.tables import create_tables
         from localdev.emulator import serialize_dynamodb
+        from localdev.softhsm import find_module
 
         # DynamoDB applies each request atomically and in isolation; threaded tests need moto to as well.
         serialize_dynamodb()

@@ -101,34 +101,43 @@ def resolve_sig_alg(spec: KeySpec, hash_algorithm: str, sig_alg: str | None) -> 
     return chosen
 
 
-def sign_with_private_key(key: PrivateKey, sig_alg: SigAlg, data: bytes) -> bytes:
-    """Sign with an in-memory key: `data` is the digest for RSA/ECDSA, the message for Ed25519."""
+def rsa_padding(sig_alg: SigAlg) -> padding.AsymmetricPadding:
+    """The RSA padding of a sig_alg: PSS with MGF1 of the same hash and salt = digest length, else PKCS#1 v1.5."""
+    if sig_alg.pss:
+        return padding.PSS(mgf=padding.MGF1(sig_alg.hash()), salt_length=sig_alg.hash().digest_size)
+    return padding.PKCS1v15()
+
+
+def sign(key: PrivateKey, sig_alg: SigAlg, data: bytes) -> bytes:
+    """The one way every key signs (disk keys in memory, HSM keys on the token, CAs, the TSA).
+
+    `data` is the digest for RSA/ECDSA (signed as Prehashed), the message for Ed25519. An ECDSA digest
+    longer than the curve's order is cut to its leftmost bits, as OpenSSL does. Raises
+    UnsupportedAlgorithm for a sig_alg of another key type, ValueError for a digest of the wrong length.
+    """
     if isinstance(key, ed25519.Ed25519PrivateKey):
+        _require(sig_alg, "EdDSA")
         return key.sign(data)
-    prehashed = utils.Prehashed(sig_alg.hash())
     if isinstance(key, rsa.RSAPrivateKey):
-        pad: padding.AsymmetricPadding
-        if sig_alg.pss:
-            pad = padding.PSS(mgf=padding.MGF1(sig_alg.hash()), salt_length=sig_alg.hash().digest_size)
-        else:
-            pad = padding.PKCS1v15()
-        return key.sign(data, pad, prehashed)
-    return key.sign(data, ec.ECDSA(prehashed))
+        _require(sig_alg, "RSA")
+        return key.sign(data, rsa_padding(sig_alg), utils.Prehashed(sig_alg.hash()))
+    _require(sig_alg, "ECDSA")
+    return key.sign(data, ec.ECDSA(utils.Prehashed(sig_alg.hash())))
+
+
+def _require(sig_alg: SigAlg, algorithm: str) -> None:
+    if sig_alg.algorithm != algorithm:
+        raise UnsupportedAlgorithm(f"sig_alg {sig_alg.name} does not fit an {algorithm} key.")
 
 
 def verify_signature(public_key: PublicKey, sig_alg: SigAlg, signature: bytes, data: bytes) -> None:
-    """Verify like `sign_with_private_key`; raises cryptography's InvalidSignature."""
+    """Verify like `sign`; raises cryptography's InvalidSignature."""
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         public_key.verify(signature, data)
         return
     prehashed = utils.Prehashed(sig_alg.hash())
     if isinstance(public_key, rsa.RSAPublicKey):
-        pad: padding.AsymmetricPadding
-        if sig_alg.pss:
-            pad = padding.PSS(mgf=padding.MGF1(sig_alg.hash()), salt_length=sig_alg.hash().digest_size)
-        else:
-            pad = padding.PKCS1v15()
-        public_key.verify(signature, data, pad, prehashed)
+        public_key.verify(signature, data, rsa_padding(sig_alg), prehashed)
         return
     public_key.verify(signature, data, ec.ECDSA(prehashed))
 

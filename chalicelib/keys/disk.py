@@ -6,10 +6,11 @@ import os
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chalicelib.errors import StorageUnavailable, Throttled
+from chalicelib.errors import KeyMissing, StorageUnavailable, Throttled
 from chalicelib.keys.algorithms import KeySpec, PrivateKey, generate_private_key
 from chalicelib.keys.backend import NewKey, SealedKey
 
@@ -24,7 +25,7 @@ def kms_error(exc: Exception) -> Exception:
 
 
 class DiskKeyStore:
-    """Seals private keys under KMS data keys and loads them back to sign."""
+    """Seals private keys for the key-material table and unseals them to sign; keeps no copy itself."""
 
     storage = "disk"
 
@@ -58,9 +59,13 @@ class DiskKeyStore:
         return SealedKey(ciphertext, nonce, data_key["CiphertextBlob"])
 
     def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
-        """Decrypt a sealed key (the caller caches the object it gets); raises StorageUnavailable / Throttled."""
+        """Unseal the key of key_ref (one KMS Decrypt; the caller decides how long to keep the object).
+
+        Raises KeyMissing without material, StorageUnavailable / Throttled when KMS fails or the
+        material does not open under this account and key_ref.
+        """
         if sealed is None:
-            raise StorageUnavailable("The key material of this keypair is missing.")
+            raise KeyMissing()
         try:
             plain = self._kms.decrypt(
                 CiphertextBlob=sealed.wrapped_key,
@@ -69,7 +74,10 @@ class DiskKeyStore:
             )
         except (BotoCoreError, ClientError) as exc:
             raise kms_error(exc) from exc
-        der = AESGCM(plain["Plaintext"]).decrypt(sealed.nonce, sealed.ciphertext, key_ref.encode())
+        try:
+            der = AESGCM(plain["Plaintext"]).decrypt(sealed.nonce, sealed.ciphertext, key_ref.encode())
+        except InvalidTag as exc:
+            raise StorageUnavailable("The stored key material does not belong to this key.") from exc
         # The GCM tag authenticates a key this service generated, so OpenSSL's RSA consistency
         # check (~80 ms for RSA-3072) would only re-prove what the tag already proves.
         key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from chalicelib.errors import UnsupportedAlgorithm, ValidationError
-from chalicelib.keys.algorithms import SIG_ALGS, PrivateKey, SigAlg, sign_with_private_key
+from chalicelib.keys.algorithms import SIG_ALGS, PrivateKey, SigAlg, sign
 from chalicelib.pki.timestamps import IMPRINT_HASH_LENGTHS, TimeStampResp, hash_name
 
 # The TSA policy under which rotasign issues tokens (TSTInfo.policy). It is a UUID-derived OID under
@@ -202,7 +202,7 @@ class TimeStampAuthority:
             to_sign = attrs_der  # PureEdDSA signs the message itself (RFC 8419)
         else:
             to_sign = hashlib.new(self._digest_alg, attrs_der).digest()
-        signature = sign_with_private_key(self._key, self._sig_alg, to_sign)
+        signature = sign(self._key, self._sig_alg, to_sign)
 
         signature_algorithm: dict[str, Any] = {"algorithm": self._signature_alg}
         if isinstance(self._key, rsa.RSAPrivateKey):

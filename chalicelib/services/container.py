@@ -19,7 +19,7 @@ from chalicelib.storage.store import Store
 if TYPE_CHECKING:
     from chalicelib.keys.backend import KeyBackend
     from chalicelib.keys.disk import DiskKeyStore
-    from chalicelib.keys.hsm_store import HsmKeyStore
+    from chalicelib.keys.hsm.store import HsmKeyStore
     from chalicelib.services.accounts import AccountCache
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.authentication import Authenticator
@@ -51,7 +51,7 @@ class Deps:
         """The HSM key store: the one supplied, or one connected to the configured token on first use."""
         with self._lock:
             if self.hsm_store is None:
-                from chalicelib.keys.hsm_store import HsmKeyStore
+                from chalicelib.keys.hsm.store import HsmKeyStore
 
                 self.hsm_store = HsmKeyStore.from_settings(self.settings, self._hsm_pin)
             return self.hsm_store

@@ -157,9 +157,5 @@ class SignStates:
         raise StorageUnavailable("The keypair kept changing while it was read; try again.")
 
     def _loader(self, kp: Keypair, material: StoredMaterial | None) -> Callable[[], PrivateKey]:
-        deps = self._deps
-        if kp.storage is Storage.DISK:
-            assert material is not None
-            sealed = material.sealed
-            return lambda: deps.disk.load(kp.account, kp.key_ref, sealed)
-        return lambda: deps.hsm().load(kp.account, kp.key_ref, None)
+        sealed = material.sealed if material is not None else None
+        return lambda: self._deps.backend(kp.storage.value).load(kp.account, kp.key_ref, sealed)

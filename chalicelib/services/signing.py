@@ -30,6 +30,7 @@ from chalicelib.domain.keypairs import Access, Keypair, Status
 from chalicelib.domain.logs import SCHEDULER, Actor, AuditEntry, SignatureEntry
 from chalicelib.errors import (
     Conflict,
+    KeyMissing,
     KeypairOffline,
     NotAllowed,
     RotasignError,
@@ -54,6 +55,7 @@ log = logging.getLogger("rotasign.signing")
 ROUNDS = 3  # a plain keypair: the cached state, then at most two fresh reads after races
 SINGLE_USE_ROUNDS = 16  # a single-use keypair makes one winner per generation: N racing signers need N rounds
 SKEW_MARGIN = timedelta(seconds=1)  # clocks of two Lambda processes may disagree a little
+NOT_LOGGED = "The signature log could not be written; no signature was made available."
 
 
 class _Raced(Exception):
@@ -133,14 +135,14 @@ class SigningService:
 
     def _sign_once(self, principal: Principal, call: SignCall, state: SignState,
                    algs: list[SigAlg]) -> list[Signed]:
-        from chalicelib.keys.algorithms import sign_with_private_key
+        from chalicelib.keys.algorithms import sign
 
         kp = state.keypair
         try:
             key = state.private_key()
-            signatures = [sign_with_private_key(key, alg, item.data_for(kp.spec.algorithm))
+            signatures = [sign(key, alg, item.data_for(kp.spec.algorithm))
                           for item, alg in zip(call.items, algs, strict=True)]
-        except Conflict as exc:
+        except KeyMissing as exc:
             # The HSM key is gone: a refresh or delete destroyed it after this state was read.
             raise _Raced() from exc
         at = self.deps.clock()
@@ -165,18 +167,21 @@ class SigningService:
     def _write(self, entries: list[SignatureEntry], kp: Keypair) -> None:
         """The one write: a PutItem, or a transaction for batches and single-use keys; raises _Raced or 503."""
         store = self.deps.store
-        if len(entries) == 1 and not kp.single_use:
-            store.signatures.append(entries[0])
-            return
-        tx = store.transaction()
-        for entry in entries:
-            store.signatures.stage(tx, entry)
-        if kp.single_use:
-            store.generations.stage_signed(tx, kp.id, kp.generation, entries[0].id, on_fail=_Spent)
         try:
+            if len(entries) == 1 and not kp.single_use:
+                store.signatures.append(entries[0])
+                return
+            tx = store.transaction()
+            for entry in entries:
+                store.signatures.stage(tx, entry)
+            if kp.single_use:
+                store.generations.stage_signed(tx, kp.id, kp.generation, entries[0].id, on_fail=_Spent)
             tx.commit()
         except TransactionConflicted as exc:
             raise _Raced() from exc  # another signer's transaction held the generation row for a moment
+        except Conflict as exc:
+            # A new entry's key cannot be taken; whatever the storage said, the entry is not written.
+            raise StorageUnavailable(NOT_LOGGED) from exc
 
     def _next_key(self, kp: Keypair, principal: Principal) -> None:
         """A single-use keypair gets its next key now, for the next request (a failure is only logged)."""

@@ -22,8 +22,8 @@ from pkcs11 import Attribute, ObjectClass
 from pkcs11.exceptions import AttributeSensitive
 
 from chalicelib.clock import rfc3339, utc_now
-from chalicelib.keys import hsm
 from chalicelib.keys.algorithms import SIG_ALGS, key_id_of, verify_signature
+from chalicelib.keys.hsm.session import PKCS11_LOCK, Pkcs11Module
 from chalicelib.services.container import get_services
 from chalicelib.storage.tables import AuditLogModel, KeypairModel, SignatureLogModel
 from tests.support.api import KEY_SPECS, Account, Api, sign_in_process
@@ -81,9 +81,9 @@ def token_session() -> Iterator[pkcs11.Session]:
     It holds the backend's lock, as every PKCS#11 call in the process must (SoftHSM crashes otherwise).
     """
     settings = get_services().deps.settings
-    get_services().deps.hsm().backend.health()  # log the process in
-    with hsm._PKCS11_LOCK:
-        lib = hsm._load_module(os.path.realpath(settings.pkcs11_module))
+    get_services().deps.hsm().health()  # log the process in
+    with PKCS11_LOCK:
+        lib = Pkcs11Module.shared(settings.pkcs11_module).lib
         session = lib.get_token(token_label=settings.hsm_token_label).open(rw=True)
         try:
             yield session
@@ -207,7 +207,7 @@ def test_token_key_is_sensitive_never_extractable_and_unreadable(
             with pytest.raises(AttributeSensitive):
                 private[attribute]
         # The public half on the token is the key the API published.
-        token_public = get_services().deps.hsm().private_key(label).public_key()
+        token_public = get_services().deps.hsm().load(shared_account.id, label, None).public_key()
         assert key_id_of(token_public) == kp["key_id"]
         assert public[Attribute.ID] == label.encode()
 

@@ -47,7 +47,7 @@ class Secrets:
 
 
 def unseal(account: str, kp: KeypairModel) -> tuple[bytes, bytes]:
-    """The PKCS#8 DER of a disk key and its data key, decrypted here as DiskKeyStore.unseal does."""
+    """The PKCS#8 DER of a disk key and its data key, decrypted here as DiskKeyStore.load does."""
     material = KeyMaterialModel.get(kp.id)
     assert material.key_ref == kp.key_ref
     context = {"account": account, "keypair": kp.id, "generation": str(int(kp.generation))}

@@ -1,9 +1,10 @@
 """SoftHSM2 helpers for tests and the local stack: find the module, create a token once.
 
-Everything SoftHSM-specific lives here so that `hsm.py` stays plain PKCS#11 (it must also run
-against the AWS CloudHSM library). SoftHSM reads `SOFTHSM2_CONF` and scans its token directory
-only when the module is initialised, so call `ensure_token` for every token a process will use
-*before* the first `HsmBackend` call in that process.
+Everything SoftHSM-specific lives here, outside the deployed package, so that `chalicelib.keys.hsm`
+stays plain PKCS#11 (it must also run against the AWS CloudHSM library). SoftHSM reads
+`SOFTHSM2_CONF` and scans its token directory only when the module is initialised, so call
+`ensure_token` for every token a process will use *before* the first `HsmKeyStore` call in that
+process.
 """
 
 from __future__ import annotations
