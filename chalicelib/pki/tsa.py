@@ -28,12 +28,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from chalicelib.errors import UnsupportedAlgorithm, ValidationError
 from chalicelib.keys.algorithms import SIG_ALGS, PrivateKey, SigAlg, sign_with_private_key
 from chalicelib.pki import der
-from chalicelib.pki.timestamps import IMPRINT_HASH_LENGTHS, TimeStampResp, hash_name
 
 # The TSA policy under which rotasign issues tokens (TSTInfo.policy). It is a UUID-derived OID under
 # 2.25 (ITU-T X.667), an arc anyone may allocate from without registration, so it collides with no
 # one's policy. Replace it with an OID under the operator's own enterprise arc if they have one.
 ROTASIGN_TSA_POLICY = "2.25.268885318414942805909510176005677690690"
+
+# Message-imprint hashes a TSA may time-stamp, by asn1crypto name, with their digest lengths.
+# SHA-1 is deliberately absent: a SHA-1 imprint no longer binds the data.
+IMPRINT_HASH_LENGTHS: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
 
 _HASHES: dict[str, Callable[[bytes], Any]] = {
     "sha256": hashlib.sha256,
@@ -61,6 +64,21 @@ _QUERY_IMPRINT_ALGORITHMS: dict[tuple[str, bool], bytes] = {
     for n in _HASHES
     for null in (True, False)
 }
+
+
+def hash_name(name: str) -> str | None:
+    """The asn1crypto name (`sha256`) for `sha256`, `SHA-256` or `SHA256`; None when not supported."""
+    normalized = name.lower().replace("-", "")
+    return normalized if normalized in IMPRINT_HASH_LENGTHS else None
+
+
+class TimeStampResp(core.Sequence):  # type: ignore[misc]
+    """RFC 3161 TimeStampResp: asn1crypto's own marks the token mandatory, so rejections fail to parse."""
+
+    _fields = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
 
 
 def utc_now() -> datetime:

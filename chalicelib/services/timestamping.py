@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from chalicelib.errors import Conflict, HsmUnavailable, NotFound, Unauthenticated
 from chalicelib.ids import looks_like_id
 from chalicelib.pki.certificates import load_pem
-from chalicelib.pki.timestamps import TimeStampResp
-from chalicelib.pki.tsa import TimeStampAuthority
+from chalicelib.pki.tsa import TimeStampAuthority, TimeStampResp
 from chalicelib.services.accounts import AccountCache
 from chalicelib.services.authorities import Authorities, Authority
 from chalicelib.services.deps import Deps

@@ -1,17 +1,20 @@
-"""The time-stamp verifier on tokens from the TSA."""
+"""The offline time-stamp verifier of the CLI (`rotasign_cli.timestamps`) on tokens from the TSA."""
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from asn1crypto import cms
 
-from chalicelib.pki.timestamps import TimestampVerificationError, parse_response, verify_token
 from chalicelib.pki.tsa import TimeStampAuthority
+from rotasign_cli.timestamps import TimestampVerificationError, parse_response, verify_token
 
 if TYPE_CHECKING:  # fixtures come from conftest.py; importing it at run time would be fragile
     from conftest import Pki
@@ -20,11 +23,24 @@ DATA = b"the artifact that was signed\n"
 # Inside the validity of the fixtures' certificates (from an hour before collection, for 30 days).
 NOW = datetime.now(UTC).replace(microsecond=0)
 HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tst_info(token_der: bytes) -> Any:
     """The TSTInfo inside a DER TimeStampToken."""
     return cms.ContentInfo.load(token_der)["content"]["encap_content_info"]["content"].parsed
+
+
+def test_the_verifier_runs_without_the_service() -> None:
+    # The CLI is installed on users' machines without rotasign's server code.
+    probe = (
+        "import sys, rotasign_cli.timestamps; "
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('chalicelib', 'app', 'boto3', 'pynamodb')); "
+        "print(','.join(loaded))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
 
 
 @pytest.mark.parametrize("hash_name", list(HASHES))

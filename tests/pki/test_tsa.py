@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from chalicelib.errors import UnsupportedAlgorithm, ValidationError
-from chalicelib.pki.timestamps import (
+from chalicelib.pki.tsa import ROTASIGN_TSA_POLICY, TimeStampAuthority, TimeStampResp
+from rotasign_cli.timestamps import (
     TimestampVerificationError,
     parse_response,
     verify_signature_token,
     verify_token,
 )
-from chalicelib.pki.tsa import ROTASIGN_TSA_POLICY, TimeStampAuthority, TimeStampResp
 
 if TYPE_CHECKING:  # fixtures come from conftest.py; importing it at run time would be fragile
     from conftest import Pki
