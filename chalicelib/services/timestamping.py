@@ -141,7 +141,7 @@ class TimestampService:
 
     def respond(self, account_id: str, query: bytes) -> bytes:
         """A DER TimeStampResp to a DER query (bad queries get a `rejection` reply); raises 503s only."""
-        from chalicelib.pki.timestamps import TimeStampResp
+        from chalicelib.pki.tsa import TimeStampResp
 
         tsa = self.authority(self.accounts.get(account_id))
         with _key_failures():

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from chalicelib.errors import HsmUnavailable
-from chalicelib.pki.timestamps import parse_response, verify_signature_token, verify_token
 from chalicelib.services.timestamping import StampCounter
+from rotasign_cli.timestamps import parse_response, verify_signature_token, verify_token
 
 QUERY = "application/timestamp-query"
 REPLY = "application/timestamp-reply"

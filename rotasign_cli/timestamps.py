@@ -1,9 +1,9 @@
-"""Verify RFC 3161 time-stamp tokens and read time-stamp replies.
+"""Verify RFC 3161 time-stamp tokens and read time-stamp replies, offline.
 
-Pure functions over `cryptography` and `asn1crypto` (no AWS), shared by the service, the CLI and tests.
-A token is trusted when its TSA certificate is issued directly by the caller's trust anchor (the
-account's production CA), carries the critical `timeStamping` EKU and nothing else, and was valid at
-the token's genTime.
+Pure functions over `cryptography` and `asn1crypto`, with nothing of the service: the CLI runs on
+users' machines, where a token must verify without rotasign's server code. A token is trusted when
+its TSA certificate is issued directly by the caller's trust anchor (the account's production CA),
+carries the critical `timeStamping` EKU and nothing else, and was valid at the token's genTime.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from typing import Any
 from asn1crypto import cms, core, tsp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.x509.oid import ExtendedKeyUsageOID
-
-from chalicelib.keys.algorithms import SIG_ALGS, PublicKey, verify_signature
 
 # Message-imprint hashes a TSA may time-stamp, by asn1crypto name, with their digest lengths.
 # SHA-1 is deliberately absent: a SHA-1 imprint no longer binds the data.
 IMPRINT_HASH_LENGTHS: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 def hash_name(name: str) -> str | None:
@@ -324,24 +325,20 @@ class _ParsedToken:
         attrs_der = b"\x31" + self.signed_attrs_der[1:]
         signature: bytes = self.signer_info["signature"].native
         key_kind = _key_kind(public_key)
+        algorithm: hashes.HashAlgorithm | None = None
         if alg_name == "ed25519":
-            expected, bits = "EdDSA", None
+            expected = "EdDSA"
         elif alg_name in ("rsassa_pkcs1v15", "sha256_rsa", "sha384_rsa", "sha512_rsa"):
             expected = "RSA"
-            bits = digest_alg[3:] if alg_name == "rsassa_pkcs1v15" else alg_name[3:6]
+            algorithm = _HASHES[digest_alg[3:] if alg_name == "rsassa_pkcs1v15" else alg_name[3:6]]()
         elif alg_name in ("sha256_ecdsa", "sha384_ecdsa", "sha512_ecdsa"):
-            expected, bits = "ECDSA", alg_name[3:6]
+            expected, algorithm = "ECDSA", _HASHES[alg_name[3:6]]()
         else:
             raise TimestampVerificationError(f"Unsupported signature algorithm {alg_name}.")
         if key_kind != expected:
             raise TimestampVerificationError(f"A {alg_name} signature cannot come from a {key_kind} key.")
-        if bits is None:
-            chosen, data = SIG_ALGS["Ed25519"], attrs_der
-        else:
-            chosen = SIG_ALGS[f"SHA{bits}with{expected}"]
-            data = hashlib.new(f"sha{bits}", attrs_der).digest()
         try:
-            verify_signature(public_key, chosen, signature, data)
+            _verify_signature(public_key, algorithm, signature, attrs_der)
         except (InvalidSignature, ValueError) as exc:
             raise TimestampVerificationError("The token signature does not verify.") from exc
 
@@ -367,3 +364,19 @@ def _key_kind(public_key: PublicKey) -> str:
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return "ECDSA"
     return "EdDSA"
+
+
+def _verify_signature(
+    public_key: PublicKey, algorithm: hashes.HashAlgorithm | None, signature: bytes, attrs_der: bytes
+) -> None:
+    """Check a CMS signature over DER signed attributes; raises InvalidSignature (or ValueError)."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        public_key.verify(signature, attrs_der)  # PureEdDSA (RFC 8419) signs the attributes themselves
+        return
+    if algorithm is None:
+        raise ValueError("An RSA or ECDSA signature needs a hash algorithm.")
+    digest = hashlib.new(algorithm.name, attrs_der).digest()
+    if isinstance(public_key, rsa.RSAPublicKey):
+        public_key.verify(signature, digest, padding.PKCS1v15(), utils.Prehashed(algorithm))
+    else:
+        public_key.verify(signature, digest, ec.ECDSA(utils.Prehashed(algorithm)))
