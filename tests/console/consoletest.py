@@ -44,6 +44,31 @@ TIME_ZONE = "Asia/Tokyo"  # not UTC, so that "times in the user's time zone" is 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def lower(headers: Any) -> dict[str, str]:
+    """Header names in lower case (the test client keeps the case they were set in)."""
+    return {str(k).lower(): v for k, v in dict(headers).items()}
+
+
+def _csp(headers: dict[str, str]) -> dict[str, list[str]]:
+    directives = [d.strip().split() for d in headers["content-security-policy"].split(";") if d.strip()]
+    return {d[0]: d[1:] for d in directives}
+
+
+def assert_protected(headers: Any) -> None:
+    """The security headers every console response carries."""
+    headers = lower(headers)
+    csp = _csp(headers)
+    assert csp["default-src"] == ["'self'"]
+    assert csp["script-src"] == ["'self'"]  # no 'unsafe-inline', no 'unsafe-eval'
+    assert csp["style-src"] == ["'self'"]
+    assert csp["connect-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert csp["form-action"] == ["'none'"]
+    assert csp["require-trusted-types-for"] == ["'script'"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+
+
 @dataclass
 class ConsoleStack:
     """The running local stack: its endpoint, the admin's API key, and the API for test set-up."""
@@ -158,6 +183,7 @@ class Watch:
         assert not self.errors, f"uncaught page errors: {self.errors}"
         assert not self.violations, f"Content-Security-Policy violations: {self.violations}"
         assert not self.unprotected, f"console responses without the security headers: {self.unprotected}"
+        assert self.console_responses > 0, "no console response was seen: the watch itself is broken"
 
 
 def new_page(browser: Browser, console_stack: ConsoleStack, width: int = 1280, height: int = 800) -> tuple[Page, Watch]:

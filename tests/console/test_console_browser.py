@@ -22,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.console.consoletest import ConsoleStack, new_page, screenshot, sign_in
+from chalicelib.api.console import STATIC_DIR
+from tests.console.consoletest import ConsoleStack, assert_protected, lower, new_page, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +53,20 @@ def _field_value(page: Page, term: str) -> str:
         .locator("dd")
         .inner_text()
     )
+
+
+def test_every_console_response_over_http_carries_the_security_headers(page: Page, console_stack: ConsoleStack) -> None:
+    for path in ["/console", "/console/", "/console/no-such-file.js"] + [
+        f"/console/{p.name}" for p in STATIC_DIR.iterdir()
+    ]:
+        status, headers, _ = console_stack.get(path)
+        assert status in (200, 302, 404), (path, status)
+        assert_protected(headers)
+    status, headers, _ = console_stack.get("/console")
+    assert (status, lower(headers)["location"]) == (302, "console/")
+    page.goto(f"{console_stack.endpoint}/console")  # the address without its slash lands on the page
+    assert page.url == console_stack.console_url
+    expect(page.get_by_role("heading", name="Sign in to rotasign")).to_be_visible()
 
 
 def test_sign_in_keeps_only_the_api_key_and_only_in_session_storage(page: Page, console_stack: ConsoleStack) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib.api import console
+from tests.console.consoletest import assert_protected, lower
 
 FILES = sorted(p for p in console.STATIC_DIR.iterdir() if p.is_file())
 TYPES = {
@@ -18,31 +19,6 @@ TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-
-
-def lower(headers: Any) -> dict[str, str]:
-    """Header names in lower case (the test client keeps the case they were set in)."""
-    return {str(k).lower(): v for k, v in dict(headers).items()}
-
-
-def _csp(headers: dict[str, str]) -> dict[str, list[str]]:
-    directives = [d.strip().split() for d in headers["content-security-policy"].split(";") if d.strip()]
-    return {d[0]: d[1:] for d in directives}
-
-
-def assert_protected(headers: Any) -> None:
-    """The security headers every console response carries."""
-    headers = lower(headers)
-    csp = _csp(headers)
-    assert csp["default-src"] == ["'self'"]
-    assert csp["script-src"] == ["'self'"]  # no 'unsafe-inline', no 'unsafe-eval'
-    assert csp["style-src"] == ["'self'"]
-    assert csp["connect-src"] == ["'self'"]
-    assert csp["frame-ancestors"] == ["'none'"]
-    assert csp["form-action"] == ["'none'"]
-    assert csp["require-trusted-types-for"] == ["'script'"]
-    assert headers["x-content-type-options"] == "nosniff"
-    assert headers["referrer-policy"] == "no-referrer"
 
 
 def test_the_console_has_its_page_scripts_styles_and_icon() -> None:
