@@ -4,7 +4,9 @@
 
 import { ApiError, api, onUnauthenticated, session } from "./api.js";
 import { h, replace } from "./dom.js";
-import * as keypairs from "./keypairs.js";
+import { createPage } from "./create-keypair.js";
+import { detailPage } from "./keypair.js";
+import { keypairsPage } from "./keypairs.js";
 import * as logs from "./logs.js";
 import { alertBox, loading, textField } from "./ui.js";
 
@@ -36,9 +38,9 @@ const NAV = [
 ];
 
 const ROUTES = [
-  { pattern: /^keypairs$/, permission: "view_keypair", page: keypairs.keypairsPage, nav: "keypairs" },
-  { pattern: /^keypairs\/new$/, permission: "generate_keypair", page: keypairs.createPage, nav: "keypairs" },
-  { pattern: /^keypairs\/([^/]+)$/, permission: "view_keypair", page: keypairs.detailPage, nav: "keypairs" },
+  { pattern: /^keypairs$/, permission: "view_keypair", page: keypairsPage, nav: "keypairs" },
+  { pattern: /^keypairs\/new$/, permission: "generate_keypair", page: createPage, nav: "keypairs" },
+  { pattern: /^keypairs\/([^/]+)$/, permission: "view_keypair", page: detailPage, nav: "keypairs" },
   { pattern: /^logs\/audit$/, permission: "view_audit_log", page: logs.auditPage, nav: "logs/audit" },
   { pattern: /^logs\/signatures$/, permission: "view_audit_log", page: logs.signaturesPage, nav: "logs/signatures" },
   { pattern: /^logs\/signatures\/([^/]+)$/, permission: "view_audit_log", page: logs.signatureEntryPage, nav: "logs/signatures" },

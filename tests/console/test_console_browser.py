@@ -199,6 +199,16 @@ def test_times_are_shown_in_the_users_time_zone(page: Page, console_stack: Conso
     expect(shown).to_have_text(expected)
 
 
+def test_the_time_range_is_entered_in_the_users_zone_and_sent_in_utc(page: Page, console_stack: ConsoleStack) -> None:
+    sign_in(page, console_stack)
+    page.get_by_role("link", name="Audit logs").click()
+    page.get_by_label("From (Asia/Tokyo)").fill("2030-01-01T09:00:00")  # Tokyo is UTC+9
+    page.get_by_role("button", name="Apply filters").click()
+    assert "from=2030-01-01T00%3A00%3A00Z" in page.url
+    expect(page.get_by_text("No audit entry matches these filters.")).to_be_visible()
+    expect(page.get_by_label("From (Asia/Tokyo)")).to_have_value(re.compile(r"^2030-01-01T09:00(:00)?$"))
+
+
 def test_a_signature_is_found_in_the_signature_log_by_alias_and_by_id(page: Page, console_stack: ConsoleStack) -> None:
     kp = _keypair(console_stack, "release-signer", type="dynamic")
     other = _keypair(console_stack, "other-signer")
