@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice import Chalice, Cron
 
-from chalicelib.api import identity, keypairs, logs, refresh, signing, timestamp
+from chalicelib.api import console, identity, keypairs, logs, refresh, signing, timestamp
 from chalicelib.api.middleware import http_middleware
 from chalicelib.structured_logging import configure_logging
 
@@ -21,6 +21,7 @@ app.register_blueprint(signing.bp, url_prefix="/api/v1")
 app.register_blueprint(logs.bp, url_prefix="/api/v1")
 app.register_blueprint(timestamp.bp, url_prefix="/api/v1")
 app.register_blueprint(refresh.bp, url_prefix="/api/v1")
+app.register_blueprint(console.bp, url_prefix="/console")
 
 
 @app.lambda_function(name="bootstrap")

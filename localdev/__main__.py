@@ -97,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
             "\"storage\": \"hsm\"}' $ROTASIGN_ENDPOINT/api/v1/keypairs",
             "Another account: make bootstrap ACCOUNT=<name>    One refresh now: make tick",
             "",
+            f"The web console: {running.endpoint}/console/  (sign in with the ROTASIGN_API_KEY above)",
+            "",
         ]
         print("\n".join(lines), flush=True)
         # A signal may be delivered to any thread; Python runs the handler in the main thread only when
