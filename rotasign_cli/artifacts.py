@@ -1,0 +1,125 @@
+"""What `rotasign sign` asks the service for and writes beside each file, per output format.
+
+- `bundle`: `FILE.rsig.json` (see `bundle`);
+- `cms`: `FILE.p7s`, a detached CMS SignedData (see `cms`);
+- `raw`: `FILE.sig` (the signature bytes), `FILE.sig.pem` (certificate, then its chain) and
+  `FILE.sig.tst` (the DER RFC 3161 TimeStampToken over SHA-256 of `FILE.sig`; a token, not a
+  time-stamp *response*, hence not `.tsr`).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rotasign_cli import bundle, cms
+from rotasign_cli.algorithms import SIG_ALGS, new_hash
+
+FORMATS = ("bundle", "cms", "raw")
+RAW_SUFFIXES = (".sig", ".sig.pem", ".sig.tst")
+
+
+def suffixes(fmt: str) -> tuple[str, ...]:
+    """The suffixes of the files a format may write (the first is the signature itself)."""
+    if fmt == "bundle":
+        return (bundle.SUFFIX,)
+    if fmt == "cms":
+        return (cms.SUFFIX,)
+    return RAW_SUFFIXES
+
+
+def output_base(path: Path, output_dir: Path | None) -> Path:
+    """Where a file's outputs go: beside it, or under `output_dir` with its name."""
+    return (output_dir / path.name) if output_dir is not None else path
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One file, hashed, with the sign request that goes to the service."""
+
+    path: Path
+    hash_algorithm: str
+    digest: bytes
+    signed_attrs: bytes | None
+    request: dict[str, Any]
+
+
+def prepare(
+    path: Path, digest: bytes, *, hash_algorithm: str, fmt: str, key_algorithm: str, sig_alg: str | None,
+    tool: str, now: datetime,
+) -> Prepared:
+    """The sign request for a file's digest: the digest itself, or for CMS its signed attributes."""
+    request: dict[str, Any] = {"hash_algorithm": hash_algorithm, "file_name": path.name, "tool": tool}
+    if sig_alg is not None:
+        request["sig_alg"] = sig_alg
+    signed_attrs = None
+    if fmt == "cms":
+        signed_attrs = cms.signed_attributes(digest, hash_algorithm, now)
+        if key_algorithm == "EdDSA":
+            # RFC 8419: Ed25519 signs the DER of the signed attributes itself (PureEdDSA).
+            request["message"] = _b64(signed_attrs)
+        else:
+            attrs_digest = new_hash(hash_algorithm)
+            attrs_digest.update(signed_attrs)
+            request["hash"] = _b64(attrs_digest.digest())
+    else:
+        request["hash"] = _b64(digest)
+    return Prepared(path, hash_algorithm, digest, signed_attrs, request)
+
+
+def render(
+    prepared: Prepared, answer: dict[str, Any], *, fmt: str, account_id: str | None, tool: str
+) -> dict[str, bytes]:
+    """The output files' contents by suffix (raw leaves out what the answer lacks); raises ValueError."""
+    signature = base64.b64decode(answer["signature"])
+    certificate = (answer.get("certificate") or {}).get("pem")
+    chain = [str(pem) for pem in answer.get("chain") or []]
+    token = base64.b64decode(answer["timestamp_token"]) if answer.get("timestamp_token") else None
+    if fmt == "bundle":
+        made = bundle.Bundle.from_sign_response(
+            answer, file_name=prepared.path.name, hash_algorithm=prepared.hash_algorithm, digest=prepared.digest,
+            account_id=account_id, tool=tool,
+        )
+        return {bundle.SUFFIX: made.to_json().encode("utf-8")}
+    if fmt == "cms":
+        if certificate is None:
+            raise ValueError("the service returned no certificate, which CMS needs")
+        assert prepared.signed_attrs is not None
+        der = cms.build(
+            signed_attrs_der=prepared.signed_attrs, hash_algorithm=prepared.hash_algorithm,
+            sig_alg=SIG_ALGS[str(answer["sig_alg"])], signature=signature, certificate_pem=certificate,
+            chain_pems=chain, timestamp_token=token,
+        )
+        return {cms.SUFFIX: der}
+    files = {".sig": signature}
+    if certificate:
+        files[".sig.pem"] = "".join(_pem_text(pem) for pem in [certificate, *chain]).encode("ascii")
+    if token:
+        files[".sig.tst"] = token
+    return files
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _pem_text(pem: str) -> str:
+    return pem if pem.endswith("\n") else pem + "\n"
