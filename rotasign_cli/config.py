@@ -16,15 +16,15 @@ The file is INI, one section per profile, written with mode 0600 because it hold
 from __future__ import annotations
 
 import configparser
-import os
+import io
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from rotasign_cli.errors import AuthError, UsageError
+from rotasign_cli.files import write_atomically
 
 DEFAULT_PROFILE = "default"
 API_PREFIX = "/api/v1"
@@ -89,16 +89,9 @@ def save_profile(path: Path, name: str, values: Mapping[str, str]) -> None:
     for section in sorted(profiles, key=lambda n: (n != DEFAULT_PROFILE, n)):
         parser[section] = profiles[section]
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # mkstemp creates the file with mode 0600, so the key is never readable by others, even briefly.
-    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            parser.write(handle)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = io.StringIO()
+    parser.write(text)
+    write_atomically(path, text.getvalue().encode("utf-8"), mode=0o600)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from rotasign_cli.errors import UsageError
+from rotasign_cli.files import read_bytes
 
 PEM_LABELS = {"production": "production CA", "test": "test CA", "tsa": "time-stamping authority (TSA)"}
 
@@ -58,12 +59,7 @@ def from_certificates(certificates: list[x509.Certificate], source: str) -> Trus
 
 def load_pem_file(path: Path) -> Trust:
     """The trust material in a PEM file; raises UsageError when it cannot be read or has no CA."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file.") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}.") from exc
+    data = read_bytes(path)
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError as exc:

@@ -9,9 +9,8 @@ from typing import Any
 
 from rotasign_cli import trust
 from rotasign_cli.arguments import add_connection_options, add_json_option, example, subcommands
-from rotasign_cli.artifacts import write_atomically
 from rotasign_cli.context import Context
-from rotasign_cli.errors import UsageError
+from rotasign_cli.files import write_atomically
 from rotasign_cli.output import print_json
 
 
@@ -52,10 +51,7 @@ def run_get(args: argparse.Namespace, ctx: Context) -> int:
     if args.output is None:
         sys.stdout.write(pem)
         return 0
-    try:
-        write_atomically(args.output, pem.encode("ascii"))
-    except OSError as exc:
-        raise UsageError(f"{args.output}: {exc.strerror or exc}.") from exc
+    write_atomically(args.output, pem.encode("ascii"))
     names = "production CA, " + ("test CA, " if args.include_test else "") + "TSA"
     print(f"Wrote {args.output} ({names})")
     return 0

@@ -16,7 +16,8 @@ from rotasign_cli.client import Client, segment
 from rotasign_cli.cms import ED25519_HASH
 from rotasign_cli.context import Context
 from rotasign_cli.errors import CliError, UsageError
-from rotasign_cli.hashing import check_readable, hash_file
+from rotasign_cli.files import check_readable, write_atomically
+from rotasign_cli.hashing import hash_file
 from rotasign_cli.output import print_json
 from rotasign_cli.progress import Progress
 
@@ -180,10 +181,7 @@ def _write(
     written = []
     for suffix, data in files.items():
         target = base.with_name(base.name + suffix)
-        try:
-            artifacts.write_atomically(target, data)
-        except OSError as exc:
-            raise UsageError(f"{target}: {exc.strerror or exc}.") from exc
+        write_atomically(target, data)
         written.append(target)
     return written
 

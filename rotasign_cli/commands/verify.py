@@ -11,7 +11,7 @@ from rotasign_cli.arguments import add_connection_options, add_json_option, exam
 from rotasign_cli.client import segment
 from rotasign_cli.context import Context
 from rotasign_cli.errors import UsageError, VerificationFailed
-from rotasign_cli.hashing import check_readable
+from rotasign_cli.files import check_readable, read_bytes
 from rotasign_cli.output import Column, field, print_json, render_table
 
 COLUMNS = (
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("--include-test goes with --account (a --ca file trusts whatever it holds).")
     check_readable(args.file)
     signature_path, kind = _signature_file(args)
-    data = _read(signature_path)
+    data = read_bytes(signature_path)
     trusted = _trust(args, ctx)
     try:
         evidence = _evidence(kind, data)
@@ -93,14 +93,6 @@ def _signature_file(args: argparse.Namespace) -> tuple[Path, str]:
         if candidate.is_file():
             return candidate, kind
     raise UsageError(f"No {args.file.name}{bundle.SUFFIX} or {args.file.name}{cms.SUFFIX}: give --bundle or --cms.")
-
-
-def _read(path: Path) -> bytes:
-    check_readable(path)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}.") from exc
 
 
 def _evidence(kind: str, data: bytes) -> verify.Evidence:
