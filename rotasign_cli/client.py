@@ -74,6 +74,11 @@ class Client:
         while True:
             response = self._send(method, self.url(path, params), body, authenticated)
             if response.status < 400:
+                if response.body is not None and not isinstance(response.body, dict):
+                    raise UnavailableError(
+                        f"{self.endpoint} sent not a JSON answer (HTTP {response.status}); "
+                        "is the endpoint the rotasign service?"
+                    )
                 return response.body
             error = self._error(response)
             retry = response.status in RETRY_STATUSES or (
