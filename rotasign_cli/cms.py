@@ -98,7 +98,7 @@ def build(
 def _time(moment: datetime) -> Any:
     # RFC 5652 11.3: UTCTime for the years 1950 to 2049, GeneralizedTime outside them.
     moment = moment.astimezone(UTC).replace(microsecond=0)
-    kind = "utc_time" if 1950 <= moment.year < 2050 else "general_time"
+    kind = "utc_time" if 1950 <= moment.year < 2050 else "generalized_time"
     return cms.Time({kind: moment})
 
 
