@@ -82,15 +82,20 @@ def default_hash_algorithm(keypair: dict[str, Any]) -> str:
     return "SHA-256"
 
 
-def key_algorithm_of(public_key: Any) -> str | None:
-    """`RSA`, `ECDSA` or `EdDSA` for a public key this CLI can verify with; None otherwise."""
+def supported_key(public_key: object) -> PublicKey | None:
+    """The key itself when it is RSA, ECDSA or Ed25519 (what the service issues); None otherwise."""
+    if isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+        return public_key
+    return None
+
+
+def key_algorithm_of(public_key: PublicKey) -> str:
+    """`RSA`, `ECDSA` or `EdDSA`."""
     if isinstance(public_key, rsa.RSAPublicKey):
         return "RSA"
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return "ECDSA"
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "EdDSA"
-    return None
+    return "EdDSA"
 
 
 def verify_signature(
@@ -116,7 +121,7 @@ def verify_signature(
     public_key.verify(signature, digest, ec.ECDSA(prehashed))
 
 
-def key_id(public_key: Any) -> str:
+def key_id(public_key: PublicKey) -> str:
     """API.md's `key_id`: lowercase hex SHA-256 of the DER SubjectPublicKeyInfo."""
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()

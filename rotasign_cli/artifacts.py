@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rotasign_cli import bundle, cms
-from rotasign_cli.algorithms import SIG_ALGS, new_hash
+from rotasign_cli.algorithms import SIG_ALGS
 
 FORMATS = ("bundle", "cms", "raw")
 RAW_SUFFIXES = (".sig", ".sig.pem", ".sig.tst")
@@ -48,23 +48,20 @@ class Prepared:
 
 
 def prepare(
-    path: Path, digest: bytes, *, hash_algorithm: str, fmt: str, key_algorithm: str, sig_alg: str | None,
-    tool: str, now: datetime,
+    path: Path, digest: bytes, *, hash_algorithm: str, fmt: str, sig_alg: str | None, tool: str, now: datetime
 ) -> Prepared:
-    """The sign request for a file's digest: the digest itself, or for CMS its signed attributes."""
+    """The sign request for a file's digest: the digest itself, or for CMS the DER of its signed attributes.
+
+    The attributes go as `message`, which the service hashes with `hash_algorithm` for RSA and ECDSA
+    and signs as they are for Ed25519 (RFC 8419), so the request does not depend on the key type.
+    """
     request: dict[str, Any] = {"hash_algorithm": hash_algorithm, "file_name": path.name, "tool": tool}
     if sig_alg is not None:
         request["sig_alg"] = sig_alg
     signed_attrs = None
     if fmt == "cms":
         signed_attrs = cms.signed_attributes(digest, hash_algorithm, now)
-        if key_algorithm == "EdDSA":
-            # RFC 8419: Ed25519 signs the DER of the signed attributes itself (PureEdDSA).
-            request["message"] = _b64(signed_attrs)
-        else:
-            attrs_digest = new_hash(hash_algorithm)
-            attrs_digest.update(signed_attrs)
-            request["hash"] = _b64(attrs_digest.digest())
+        request["message"] = _b64(signed_attrs)
     else:
         request["hash"] = _b64(digest)
     return Prepared(path, hash_algorithm, digest, signed_attrs, request)
@@ -86,7 +83,9 @@ def render(
         return {bundle.SUFFIX: made.to_json().encode("utf-8")}
     if fmt == "cms":
         if certificate is None:
-            raise ValueError("the service returned no certificate, which CMS needs")
+            raise ValueError("the keypair has no certificate, which CMS needs (use bundle or raw)")
+        if answer["sig_alg"] == "Ed25519" and prepared.hash_algorithm != cms.ED25519_HASH:
+            raise ValueError(f"Ed25519 CMS uses {cms.ED25519_HASH} (RFC 8419): sign without --hash-algorithm")
         assert prepared.signed_attrs is not None
         der = cms.build(
             signed_attrs_der=prepared.signed_attrs, hash_algorithm=prepared.hash_algorithm,

@@ -19,7 +19,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from rotasign_cli import cms
-from rotasign_cli.algorithms import SigAlg, key_algorithm_of, key_id, new_hash, sig_alg, verify_signature
+from rotasign_cli.algorithms import (
+    SigAlg,
+    key_algorithm_of,
+    key_id,
+    new_hash,
+    sig_alg,
+    supported_key,
+    verify_signature,
+)
 from rotasign_cli.bundle import Bundle
 from rotasign_cli.hashing import hash_file
 from rotasign_cli.timestamps import TimestampVerificationError, verify_signature_token
@@ -126,9 +134,10 @@ def _signature(evidence: Evidence) -> Check:
     certificate = evidence.certificate
     if certificate is None:
         return Check("signature", False, "no certificate: nothing to check the signature with")
-    public_key = certificate.public_key()
-    algorithm = key_algorithm_of(public_key)
-    if algorithm != evidence.sig_alg.key_algorithm:
+    public_key = supported_key(certificate.public_key())
+    if public_key is None:
+        return Check("signature", False, "the certificate's key is not RSA, ECDSA or Ed25519")
+    if key_algorithm_of(public_key) != evidence.sig_alg.key_algorithm:
         return Check("signature", False, f"{evidence.sig_alg.name} does not fit the certificate's key")
     if evidence.sig_alg.hash_algorithm not in (None, evidence.hash_algorithm):
         return Check("signature", False, f"{evidence.sig_alg.name} does not use {evidence.hash_algorithm}")
@@ -137,11 +146,7 @@ def _signature(evidence: Evidence) -> Check:
         return Check("signature", False, "the certificate's key is not the key_id the bundle names")
     try:
         verify_signature(
-            public_key,  # type: ignore[arg-type]  # key_algorithm_of narrowed it to RSA, ECDSA or Ed25519
-            evidence.sig_alg,
-            evidence.signature,
-            evidence.signed_digest,
-            evidence.signed_message,
+            public_key, evidence.sig_alg, evidence.signature, evidence.signed_digest, evidence.signed_message
         )
     except InvalidSignature:
         return Check("signature", False, f"{evidence.sig_alg.name} does not verify with key {identifier[:12]}")

@@ -15,7 +15,7 @@ from rotasign_cli.arguments import add_connection_options, add_json_option, dige
 from rotasign_cli.client import Client, segment
 from rotasign_cli.cms import ED25519_HASH
 from rotasign_cli.context import Context
-from rotasign_cli.errors import CliError, UsageError
+from rotasign_cli.errors import ApiError, CliError, UsageError
 from rotasign_cli.files import check_readable, write_atomically
 from rotasign_cli.hashing import hash_file
 from rotasign_cli.output import print_json
@@ -82,8 +82,8 @@ def _signing_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_choice(keypair: dict[str, Any], hash_algorithm: str, sig_alg: str | None) -> None:
-    if sig_alg is None:
+def _check_choice(keypair: dict[str, Any] | None, hash_algorithm: str, sig_alg: str | None) -> None:
+    if sig_alg is None or keypair is None:
         return
     chosen = SIG_ALGS[sig_alg]
     if chosen.key_algorithm != keypair.get("algorithm"):
@@ -104,13 +104,14 @@ def sign(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("Two FILEs would write the same signature file (a file twice, or one name in --output-dir).")
 
     client = ctx.client()
-    keypair = client.call("GET", f"/keypairs/{segment(args.keypair)}")
+    keypair = _keypair(client, args.keypair)
     fmt = args.format
     hash_algorithm = _hash_algorithm(args.hash_algorithm, keypair, fmt)
     _check_choice(keypair, hash_algorithm, args.sig_alg)
-    if fmt == "cms" and not keypair.get("certificate"):
+    if fmt == "cms" and keypair is not None and not keypair.get("certificate"):
         raise UsageError(f"Keypair {keypair.get('alias')} has no certificate, which CMS needs: use bundle or raw.")
     account_id = _account_id(client) if fmt == "bundle" else None
+    keypair_ref = str(keypair["id"]) if keypair is not None else args.keypair
 
     progress = Progress.for_terminal(sum(sizes), len(files), wanted=not args.no_progress)
     report: list[dict[str, Any]] = []
@@ -119,12 +120,11 @@ def sign(args: argparse.Namespace, ctx: Context) -> int:
             prepared = [
                 artifacts.prepare(
                     path, hash_file(path, hash_algorithm, progress.add_bytes), hash_algorithm=hash_algorithm,
-                    fmt=fmt, key_algorithm=str(keypair.get("algorithm")), sig_alg=args.sig_alg, tool=TOOL,
-                    now=datetime.now(UTC),
+                    fmt=fmt, sig_alg=args.sig_alg, tool=TOOL, now=datetime.now(UTC),
                 )
                 for path, _ in chunk
             ]
-            answers = _sign_batch(client, str(keypair["id"]), [p.request for p in prepared])
+            answers = _sign_batch(client, keypair_ref, [p.request for p in prepared])
             for (path, base), item, answer in zip(chunk, prepared, answers, strict=True):
                 written = _write(item, answer, base, fmt, account_id)
                 progress.add_files(1)
@@ -140,7 +140,21 @@ def sign(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _hash_algorithm(chosen: str | None, keypair: dict[str, Any], fmt: str) -> str:
+def _keypair(client: Client, ref: str) -> dict[str, Any] | None:
+    """The keypair, or None when the key may sign but not view keypairs (a least-privilege CI key)."""
+    try:
+        keypair: dict[str, Any] = client.call("GET", f"/keypairs/{segment(ref)}")
+    except ApiError as exc:
+        if exc.status == 403 and exc.code == "forbidden":
+            return None
+        raise
+    return keypair
+
+
+def _hash_algorithm(chosen: str | None, keypair: dict[str, Any] | None, fmt: str) -> str:
+    if keypair is None:
+        # Unknown key type: SHA-512 suits every key in CMS (Ed25519 requires it), SHA-256 is the API's default.
+        return chosen or (ED25519_HASH if fmt == "cms" else "SHA-256")
     if fmt == "cms" and keypair.get("algorithm") == "EdDSA":
         if chosen not in (None, ED25519_HASH):
             raise UsageError(f"Ed25519 CMS signatures use {ED25519_HASH} (RFC 8419), not {chosen}.")

@@ -26,8 +26,9 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         server: Any = self.server
-        server.requests.append((self.command, self.path))
-        status, body, headers = server.script
+        length = int(self.headers.get("Content-Length") or 0)
+        server.requests.append((self.command, self.path, json.loads(self.rfile.read(length)) if length else None))
+        status, body, headers = server.routes.get((self.command, self.path), server.script)
         data = body.encode()
         self.send_response(status)
         for name, value in {"Content-Length": str(len(data)), **headers}.items():
@@ -47,6 +48,7 @@ def scripted() -> Iterator[Any]:
     server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
     server.requests = []
     server.script = (200, "{}", {})
+    server.routes = {}
     server.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -171,3 +173,23 @@ def test_an_endpoint_that_is_not_rotasign(cli: Cli, scripted: Any) -> None:
     scripted.script = (200, "<html>hello</html>", {"Content-Type": "text/html"})
     assert_error(cli("keypair", "desc", "x", "--endpoint", scripted.endpoint, "--api-key", "rsk_x_y"), 5,
                  "not a JSON answer")
+
+
+def _error_body(code: str, message: str) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "details": {}}})
+
+
+def test_a_key_that_may_sign_but_not_view_keypairs_still_signs(cli: Cli, scripted: Any, tmp_path: Path) -> None:
+    """A least-privilege CI key: `GET /keypairs/{k}` is forbidden, so the CLI signs without knowing the key type."""
+    scripted.routes = {
+        ("GET", "/api/v1/keypairs/release"): (403, _error_body("forbidden", "Missing permission view_keypair."), {}),
+        ("POST", "/api/v1/keypairs/release/sign"): (403, _error_body("not_allowed", "Not in allowed_users."), {}),
+    }
+    target = tmp_path / "app.bin"
+    target.write_bytes(b"release")
+    result = cli("sign", "--keypair", "release", "--format", "cms", str(target), "--endpoint", scripted.endpoint,
+                 "--api-key", "rsk_x_y")
+    assert_error(result, 3, "Not in allowed_users (403 not_allowed)")
+    method, path, body = scripted.requests[-1]
+    assert (method, path) == ("POST", "/api/v1/keypairs/release/sign")
+    assert body["hash_algorithm"] == "SHA-512" and "message" in body and body["file_name"] == "app.bin"
