@@ -138,7 +138,7 @@ class Client:
         hint = "is the endpoint the rotasign service?"
         if response.status == 403 and isinstance(body, dict) and "Missing Authentication Token" in str(body):
             hint = "no such route: check the endpoint's path"
-        return ApiError(response.status, "http_error", f"The endpoint answered HTTP {response.status}; {hint}")
+        return ApiError(response.status, ApiError.NOT_API, f"The endpoint answered HTTP {response.status}; {hint}.")
 
 
 class _NotJson(str):

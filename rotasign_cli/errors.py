@@ -73,8 +73,10 @@ def exit_code_for_status(status: int) -> int:
 class ApiError(CliError):
     """An error answer of the API (`{"error": {"code", "message", "details"}}`), with its status."""
 
+    NOT_API = "http_error"  # the code of an answer that is not an API error body (a proxy, another server)
+
     def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{message} ({status} {code})")
+        super().__init__(message if code == self.NOT_API else f"{message} ({status} {code})")
         self.status = status
         self.code = code
         self.api_message = message

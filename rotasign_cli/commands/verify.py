@@ -10,7 +10,7 @@ from rotasign_cli import bundle, cms, trust, verify
 from rotasign_cli.arguments import add_connection_options, add_json_option, example
 from rotasign_cli.client import segment
 from rotasign_cli.context import Context
-from rotasign_cli.errors import UsageError, VerificationFailed
+from rotasign_cli.errors import ApiError, NotFoundError, UsageError, VerificationFailed
 from rotasign_cli.files import check_readable, read_bytes
 from rotasign_cli.output import Column, field, print_json, render_table
 
@@ -104,5 +104,14 @@ def _evidence(kind: str, data: bytes) -> verify.Evidence:
 def _trust(args: argparse.Namespace, ctx: Context) -> trust.Trust:
     if args.ca is not None:
         return trust.load_pem_file(args.ca)
-    answer = ctx.client(authenticated=False).call("GET", f"/trust/{segment(args.account)}", authenticated=False)
+    client = ctx.client(authenticated=False)
+    try:
+        answer = client.call("GET", f"/trust/{segment(args.account)}", authenticated=False)
+    except ApiError as exc:
+        if exc.code != ApiError.NOT_API:
+            raise
+        raise NotFoundError(
+            f"{client.endpoint} does not publish trust material (GET /api/v1/trust/ACCOUNT_ID): "
+            "use --ca with a file from `rotasign ca get`."
+        ) from exc
     return trust.from_api(answer, f"account {args.account}", include_test=args.include_test)

@@ -193,3 +193,19 @@ def test_a_key_that_may_sign_but_not_view_keypairs_still_signs(cli: Cli, scripte
     method, path, body = scripted.requests[-1]
     assert (method, path) == ("POST", "/api/v1/keypairs/release/sign")
     assert body["hash_algorithm"] == "SHA-512" and "message" in body and body["file_name"] == "app.bin"
+
+
+def test_healthcheck_shows_what_holds_before_the_failure(cli: Cli, stack: Stack) -> None:
+    result = cli("healthcheck", "--endpoint", stack.endpoint)
+    assert_error(result, 3, "No API key")
+    assert [line.split()[0] for line in result.out.splitlines()] == ["endpoint", "service"]
+
+
+def test_verify_with_an_account_of_a_service_without_a_trust_route(cli: Cli, scripted: Any, tmp_path: Path) -> None:
+    scripted.script = (403, json.dumps({"message": "Missing Authentication Token"}), {})
+    target = tmp_path / "app.bin"
+    target.write_bytes(b"x")
+    Path(f"{target}.rsig.json").write_text("{}")
+    assert_error(cli("verify", str(target), "--account", "acct_01", "--endpoint", scripted.endpoint), 4,
+                 "does not publish trust material", "use --ca")
+    assert scripted.requests[0][:2] == ("GET", "/api/v1/trust/acct_01")

@@ -178,3 +178,14 @@ def test_lists_follow_pages_up_to_the_limit(rs: Cli) -> None:
     assert {f"{prefix}-{i}" for i in range(3)} <= {kp["alias"] for kp in everything}
     assert len(rs("logs", "audit", "--limit", "1", "--json").ok().json()) == 1
     assert_error(rs("keypair", "ls", "--limit", "2", "--all"), 2, "not allowed with argument")
+
+
+def test_ca_get_writes_the_trust_material(rs: Cli, tmp_path: object) -> None:
+    printed = rs("ca", "get").ok().out
+    assert printed.count("-----BEGIN CERTIFICATE-----") == 2
+    assert "# rotasign production CA: O=cli,CN=rotasign Production CA\n" in printed
+    assert "# rotasign time-stamping authority (TSA): " in printed and "Test CA" not in printed
+    with_test = rs("ca", "get", "--include-test").ok().out
+    assert with_test.count("-----BEGIN CERTIFICATE-----") == 3 and "# rotasign test CA: " in with_test
+    answer = rs("ca", "get", "--json").ok().json()
+    assert set(answer) == {"production", "test", "tsa"}
