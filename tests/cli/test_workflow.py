@@ -6,9 +6,12 @@ ones, and find the refreshes and the signatures in the logs, as tables and as JS
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import secrets
 import stat
+import subprocess
 
 import pytest
 
@@ -129,6 +132,24 @@ def test_delete_asks_unless_yes(rs: Cli) -> None:
         f"Deleted keypair {name} ({keypair['id']}); its generations and log entries are kept.\n"
     )
     assert_error(rs("keypair", "desc", name), 4, "404 not_found")
+
+
+def test_delete_on_a_terminal_asks_first(rs: Cli) -> None:
+    name = alias("asked")
+    rs("keypair", "create", name, "--type", "static", "--algorithm", "EdDSA").ok()
+    for answer, code in (("n", 2), ("y", 0)):
+        master, slave = pty.openpty()
+        process = subprocess.Popen(rs.command("keypair", "delete", name), env=rs.environment(), stdin=slave,
+                                   stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        os.write(master, f"{answer}\n".encode())
+        out, _ = process.communicate(timeout=120)
+        prompt = os.read(master, 4096).decode()
+        os.close(master)
+        assert process.returncode == code
+        assert f"Delete keypair {name} (kp_" in prompt and "[y/N]" in prompt
+    assert out.decode().startswith(f"Deleted keypair {name} ")
+    assert_error(rs("keypair", "desc", name), 4)
 
 
 def test_refresh_several_then_find_the_refreshes_and_signatures_in_the_logs(rs: Cli, tmp_path: object) -> None:
