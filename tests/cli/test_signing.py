@@ -298,19 +298,25 @@ def test_a_progress_bar_on_a_terminal_only(rs: Cli, keypairs: dict[str, str], tm
     assert rs("sign", "--keypair", keypairs["EdDSA"], str(target)).ok().err == ""
 
 
+def _max_rss(rs: Cli, *args: str) -> tuple[int, str]:
+    """Run `rotasign args`; (its peak resident memory in bytes, its stdout)."""
+    process = subprocess.Popen(rs.command(*args), env=rs.environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    assert process.stdout is not None and process.stderr is not None
+    out, err = process.stdout.read().decode(), process.stderr.read().decode()
+    assert os.waitstatus_to_exitcode(status) == 0, err
+    return usage.ru_maxrss * 1024, out  # Linux reports KiB
+
+
 def test_a_1_gib_file_signs_with_flat_memory(rs: Cli, keypairs: dict[str, str], tmp_path: Path) -> None:
     size = 1024**3
     big = tmp_path / "big.img"
     with big.open("wb") as handle:
         handle.truncate(size)  # sparse: a GiB to read, no GiB on disk
-    process = subprocess.Popen(rs.command("sign", "--keypair", keypairs["ECDSA"], "--format", "cms", str(big)),
-                               env=rs.environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    assert process.stdout is not None and process.stderr is not None
-    out, err = process.stdout.read().decode(), process.stderr.read().decode()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.returncode == 0, err
-    max_rss = usage.ru_maxrss * 1024  # Linux reports KiB
-    print(f"max RSS signing a {size >> 20} MiB file: {max_rss / 2**20:.1f} MiB")
-    assert max_rss < size / 10, f"{max_rss} bytes of memory for a {size}-byte file"
+    small = artifact(tmp_path, "small.bin", size=1024)
+    small_rss, _ = _max_rss(rs, "sign", "--keypair", keypairs["ECDSA"], "--format", "cms", str(small))
+    big_rss, out = _max_rss(rs, "sign", "--keypair", keypairs["ECDSA"], "--format", "cms", str(big))
+    print(f"max RSS signing 1 KiB: {small_rss / 2**20:.1f} MiB; signing {size >> 20} MiB: {big_rss / 2**20:.1f} MiB")
     assert out.startswith(f"Signed {big} -> {big}.p7s")
+    assert big_rss < size / 10, f"{big_rss} bytes of memory for a {size}-byte file"
+    assert big_rss - small_rss < 16 * 2**20  # flat: the file's size does not show in memory
