@@ -6,9 +6,9 @@ from typing import Any
 
 from chalice import Chalice, Cron
 
-from chalicelib.api import identity, keypairs, logs, refresh, signing, timestamp
+from chalicelib.api import console, identity, keypairs, logs, refresh, signing, timestamp
 from chalicelib.api.middleware import http_middleware
-from chalicelib.logs import configure_logging
+from chalicelib.structured_logging import configure_logging
 
 configure_logging()
 # configure_logs=False: Chalice would otherwise set the "rotasign" logger to ERROR with its own handler.
@@ -21,13 +21,14 @@ app.register_blueprint(signing.bp, url_prefix="/api/v1")
 app.register_blueprint(logs.bp, url_prefix="/api/v1")
 app.register_blueprint(timestamp.bp, url_prefix="/api/v1")
 app.register_blueprint(refresh.bp, url_prefix="/api/v1")
+app.register_blueprint(console.bp, url_prefix="/console")
 
 
 @app.lambda_function(name="bootstrap")
 def bootstrap(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Create an account (its CAs, TSA and first admin); returns the admin's API key once."""
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     result = bootstrap_account(get_deps(), str(event.get("account", "")), str(event.get("admin_name", "admin")))
     return {"account_id": result.account_id, "user_id": result.user_id, "api_key": result.api_key}
@@ -36,7 +37,7 @@ def bootstrap(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.schedule(Cron("0/15", "*", "*", "*", "?", "*"))
 def refresh_tick(event: Any) -> dict[str, Any]:
     """Every quarter hour: sweep orphaned HSM keys, queue a refresh for each due dynamic keypair."""
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
     from chalicelib.services.scheduler import run_tick
 
     return run_tick(get_services()).as_dict()
@@ -45,7 +46,7 @@ def refresh_tick(event: Any) -> dict[str, Any]:
 @app.on_sqs_message(queue="rotasign-refresh", batch_size=10)
 def refresh_worker(event: Any) -> dict[str, int]:
     """Refresh the keypairs of one SQS batch; raises (so Lambda redelivers) if any refresh failed."""
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
-    result = get_services().refresh.handle_records(record.to_dict() for record in event)
+    result = get_services().queue.handle_records(record.to_dict() for record in event)
     return {"refreshed": result.refreshed, "skipped": result.skipped}

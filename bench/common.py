@@ -111,11 +111,10 @@ def stack(endpoint: str | None = None) -> Iterator[Stack]:
 
         from app import app
         from chalicelib.services.accounts import bootstrap_account
-        from chalicelib.services.deps import get_deps, set_deps
-        from chalicelib.services.registry import reset_services
+        from chalicelib.services.container import get_deps, reset_services, set_deps
         from chalicelib.settings import get_settings
-        from chalicelib.storage.models import create_tables
-        from chalicelib.storage.tx import reset_connections
+        from chalicelib.storage.connection import reset as reset_connections
+        from chalicelib.storage.tables import create_tables
 
         quiet_logs()
         get_settings.cache_clear()
@@ -234,17 +233,17 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
 
 
 def time_timestamper(signing: Any, clock: Callable[[], float] = time.perf_counter) -> list[float]:
-    """Wrap the sign path's timestamper; the seconds spent in it add up in the returned one-item list."""
+    """Wrap the sign path's time-stamping; the seconds spent in it add up in the returned one-item list."""
     spent = [0.0]
-    inner = signing.timestamper
-    if inner is not None:
+    timestamps = signing.timestamps
+    inner = timestamps.stamp_signature
 
-        def timed(account: str, digest: bytes) -> str:
-            started = clock()
-            try:
-                return str(inner(account, digest))
-            finally:
-                spent[0] += clock() - started
+    def timed(*args: Any, **kwargs: Any) -> str:
+        started = clock()
+        try:
+            return str(inner(*args, **kwargs))
+        finally:
+            spent[0] += clock() - started
 
-        signing.timestamper = timed
+    timestamps.stamp_signature = timed
     return spent

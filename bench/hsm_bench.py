@@ -1,14 +1,15 @@
-"""HSM signatures per second: the service beside raw PKCS#11 signing on the same SoftHSM2 token and key.
+"""HSM signatures per second: the key-object path beside raw python-pkcs11 on the same SoftHSM2 token and key.
 
-For each algorithm an HSM keypair is created through the API (its create time includes on-token key
-generation), then the same SHA-256 digest is signed, in one thread, three ways:
-1. through the service: `POST /keypairs/{id}/sign` on Chalice's test client with in-process moto (auth,
-   one BatchGetItem, the token signature, the RFC 3161 time-stamp, one TransactWriteItems);
-2. `HsmBackend.sign`: the backend alone (process lock, cached key handle, DER conversion for ECDSA);
-3. raw python-pkcs11: `key.sign()` on the token object with the mechanism the backend uses.
-The ratios say what the service and the backend cost on top of the token. The account's CA and TSA keys
-are on disk here (the default), so the time-stamp costs what it costs for a disk account.
-The token is a temporary SoftHSM2 token made for this run. Run: `.venv/bin/python bench/hsm_bench.py [seconds]`.
+For each algorithm of API.md a key pair is generated on a temporary token through `HsmKeyStore`, and the
+same SHA-256 digest (the message, for Ed25519) is signed in one thread two ways:
+1. the service's path: `algorithms.sign(store.load(...), sig_alg, digest)` — the `cryptography` key object
+   whose `sign()` maps to a mechanism, takes the process-wide lock, checks the cached handle's label and
+   converts ECDSA's raw r || s to DER;
+2. raw python-pkcs11: `key.sign()` on the token object with the same mechanism and payload, on a session
+   of its own — no lock, no handle check, no DER.
+The two are measured in alternating rounds so that load from other processes hits both alike; the ratio
+says what the backend costs on top of the token. `load ms` is one `store.load` (the signing service does
+it once per key reference and cache period). Run: `.venv/bin/python bench/hsm_bench.py [seconds]`.
 """
 
 from __future__ import annotations
@@ -18,127 +19,123 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from common import ALGORITHMS, RequestCounter, Stack, print_table, rate, sign_body, stack, time_timestamper
+from common import ALGORITHMS, print_table, rate
 
 HSM_LABEL, HSM_PIN, HSM_SO_PIN = "rotasign-hsm-bench", "hsm-bench-pin-1234", "hsm-bench-so-5678"
-# DER DigestInfo prefix of SHA-256 (RFC 8017 section 9.2): what CKM_RSA_PKCS signs in front of the digest.
-SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
-
-
-def make_token(state_dir: Path) -> None:
-    """A fresh SoftHSM2 token for this run; settings and SoftHSM are pointed at it before either is loaded."""
-    from chalicelib.keys.softhsm import ensure_token, find_module
-
-    conf = ensure_token(state_dir, HSM_LABEL, HSM_PIN, HSM_SO_PIN)
-    os.environ.update(SOFTHSM2_CONF=str(conf), ROTASIGN_PKCS11_MODULE=find_module(),
-                      ROTASIGN_HSM_TOKEN_LABEL=HSM_LABEL, ROTASIGN_HSM_PIN=HSM_PIN)
+ROUNDS = 3
 
 
 class RawSigner:
-    """One bare C_Sign per call with the token key `label`: no lock, no key cache, no DER conversion."""
+    """One bare C_Sign per call with the token key `label`, on a session of its own."""
 
-    def __init__(self, label: str, algorithm: str, digest: bytes) -> None:
-        from pkcs11 import Attribute, Mechanism, ObjectClass
+    def __init__(self, module_path: str, label: str, payload: bytes, mechanism: Any, param: Any) -> None:
+        from pkcs11 import Attribute, ObjectClass
 
-        from chalicelib.keys import hsm
-        from chalicelib.settings import get_settings
+        from chalicelib.keys.hsm.session import PKCS11_LOCK, Pkcs11Module
 
-        settings = get_settings()
-        # The module the backend loaded: loading it again under another handle would C_Initialize it twice.
-        lib = hsm._load_module(os.path.realpath(settings.pkcs11_module))
-        self.session = lib.get_token(token_label=settings.hsm_token_label).open()  # login is per process
-        (self.key,) = self.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label})
-        self.mechanism, self.payload = {
-            "RSA": (Mechanism.RSA_PKCS, SHA256_DIGEST_INFO + digest),
-            "ECDSA": (Mechanism.ECDSA, digest),
-            "EdDSA": (Mechanism.EDDSA, digest),
-        }[algorithm]
+        with PKCS11_LOCK:
+            # The module the store loaded: loading it again under another handle would C_Initialize it twice.
+            lib = Pkcs11Module.shared(module_path).lib
+            self.session = lib.get_token(token_label=HSM_LABEL).open()  # login is per process
+            (self.key,) = self.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label})
+        self.payload, self.mechanism, self.param = payload, mechanism, param
 
     def __call__(self) -> bytes:
         """Sign once."""
-        return bytes(self.key.sign(self.payload, mechanism=self.mechanism))
+        return bytes(self.key.sign(self.payload, mechanism=self.mechanism, mechanism_param=self.param))
 
     def close(self) -> None:
-        """Close the extra session (the backend's own session keeps the process logged in)."""
+        """Close the extra session (the store's own session keeps the process logged in)."""
         self.session.close()
 
 
-def main(seconds: float = 1.5) -> None:
+def alternate(a: Callable[[], object], b: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Rates per second of `a` and `b`, measured in ROUNDS alternating rounds of `seconds / ROUNDS / 2` each."""
+    totals = [[0, 0.0], [0, 0.0]]
+    for _ in range(ROUNDS):
+        for total, fn in zip(totals, (a, b), strict=True):
+            n, elapsed = rate(fn, seconds / ROUNDS / 2, 20)
+            total[0] += n
+            total[1] += elapsed
+    return totals[0][0] / totals[0][1], totals[1][0] / totals[1][1]
+
+
+def main(seconds: float = 3.0) -> None:
     """Print one row per algorithm."""
+    from localdev.softhsm import ensure_token, find_module
+
     with tempfile.TemporaryDirectory(prefix="rotasign-hsm-bench-") as state:
-        make_token(Path(state))  # before stack(), which reads the settings
-        with stack() as s:
-            run(s, seconds)
+        # SoftHSM reads SOFTHSM2_CONF when the module is initialised, i.e. on the store's first call.
+        os.environ["SOFTHSM2_CONF"] = str(ensure_token(Path(state), HSM_LABEL, HSM_PIN, HSM_SO_PIN))
+        run(find_module(), seconds)
 
 
-def run(s: Stack, seconds: float) -> None:
-    """Measure every algorithm on the stack `s` and print the table."""
-    from chalicelib.keys.algorithms import resolve_sig_alg, verify_signature
-    from chalicelib.services.deps import get_deps
-    from chalicelib.services.keypairs import spec_of
-    from chalicelib.services.registry import get_services
-    from chalicelib.storage.models import KeypairModel
+def run(module_path: str, seconds: float) -> None:
+    """Measure every algorithm on the token and print the table."""
+    from chalicelib.keys.algorithms import KeySpec, resolve_sig_alg, sign, verify_signature
+    from chalicelib.keys.hsm.mechanisms import sign_ecdsa, sign_eddsa, sign_rsa
+    from chalicelib.keys.hsm.store import HsmKeyStore
 
-    backend = get_deps().hsm().backend
-    signing = get_services().signing
-    stamping = time_timestamper(signing)
+    store = HsmKeyStore.connect(module_path, HSM_LABEL, lambda: HSM_PIN)
     digest = hashlib.sha256(b"rotasign HSM benchmark artifact").digest()
-    body = sign_body(digest)
-    rows, made = [], []
-    for name, spec in ALGORITHMS.items():
+    rows = []
+    for name, params in ALGORITHMS.items():
+        spec = KeySpec.build(**params)
+        sig_alg = resolve_sig_alg(spec, "SHA-256", None)
+        label = f"kp_bench/{name.replace(' ', '-')}"
         started = time.perf_counter()
-        kp = s.keypair(f"hsm-bench-{name.replace(' ', '-').lower()}", spec, storage="hsm")
-        create_ms = 1000 * (time.perf_counter() - started)
-        made.append(kp["id"])
-        row = KeypairModel.get(s.account, kp["id"])
-        sig_alg = resolve_sig_alg(spec_of(row), "SHA-256", None)
-        label = str(row.key_ref)
+        public_key = store.generate("bench", label, spec).public_key
+        keygen_ms = 1000 * (time.perf_counter() - started)
+        started = time.perf_counter()
+        key = store.load("bench", label, None)
+        load_ms = 1000 * (time.perf_counter() - started)
+        verify_signature(public_key, sig_alg, sign(key, sig_alg, digest), digest)
 
-        s.sign(kp["id"], body)  # warm: principal, account, key handle cached
-        stamping[0] = 0.0
-        with RequestCounter() as counter:
-            n, elapsed = rate(partial(s.sign, kp["id"], body), seconds)
-        service = n / elapsed
-        per_sig = 1000 * elapsed / n
-        dynamo_ms = 1000 * counter.seconds.get("dynamodb", 0.0) / n
-        stamp_ms = 1000 * stamping[0] / n
-
-        public_key = backend.private_key(label).public_key()
-        verify_signature(public_key, sig_alg, backend.sign(label, sig_alg, digest), digest)
-        m, b_elapsed = rate(partial(backend.sign, label, sig_alg, digest), seconds / 2, 50)
-        via_backend = m / b_elapsed
-
-        raw = RawSigner(label, spec["algorithm"], digest)
-        r, r_elapsed = rate(raw, seconds / 2, 50)
+        # The raw signer gets exactly the C_Sign the key object makes.
+        if sig_alg.algorithm == "RSA":
+            c_sign = sign_rsa(digest, *_rsa_args(sig_alg), spec.key_size or 0)
+        elif sig_alg.algorithm == "ECDSA":
+            c_sign = sign_ecdsa(digest, _ecdsa_arg(sig_alg), key.public_key().curve)  # type: ignore[union-attr]
+        else:
+            c_sign = sign_eddsa(digest)
+        raw = RawSigner(module_path, label, c_sign.payload, c_sign.mechanism, c_sign.param)
+        via_key, bare = alternate(partial(sign, key, sig_alg, digest), raw, seconds)
         raw.close()
-        bare = r / r_elapsed
+        store.destroy(label)
         rows.append([
-            name, sig_alg.name, f"{create_ms:,.0f}", f"{service:,.1f}", f"{via_backend:,.0f}", f"{bare:,.0f}",
-            f"{service / bare:.3f}", f"{via_backend / bare:.3f}", f"{per_sig:.2f}", f"{1000 / bare:.3f}",
-            f"{dynamo_ms:.2f}", f"{stamp_ms:.2f}", f"{per_sig - 1000 / bare - dynamo_ms - stamp_ms:.2f}",
+            name, sig_alg.name, f"{keygen_ms:,.0f}", f"{load_ms:.2f}", f"{via_key:,.0f}", f"{bare:,.0f}",
+            f"{via_key / bare:.3f}", f"{1e6 / via_key - 1e6 / bare:,.0f}",
         ])
-    for kp_id in made:
-        status, _ = s.call("DELETE", f"/keypairs/{kp_id}")
-        if status != 204:
-            raise RuntimeError(f"deleting {kp_id}: {status}")
-    left = backend.list_labels("kp_")
+    left = store.list_refs("kp_bench/")
     if left:
         raise RuntimeError(f"keys left on the token: {left}")
     print_table(
-        "HSM signatures per second (SoftHSM2, one thread, same token key and SHA-256 digest): the service "
-        "(Chalice test client + in-process moto) vs HsmBackend.sign vs raw python-pkcs11 key.sign",
-        ["algorithm", "sig_alg", "create ms", "service/s", "HsmBackend/s", "raw pkcs11/s", "service÷raw",
-         "backend÷raw", "ms/sig", "of which: token", "DynamoDB (moto)", "timestamp", "rest"],
+        "HSM signatures per second (SoftHSM2, one thread, same token key and SHA-256 digest): "
+        "algorithms.sign on the HsmKeyStore key object vs raw python-pkcs11 key.sign",
+        ["algorithm", "sig_alg", "keygen ms", "load ms", "key object/s", "raw pkcs11/s", "object÷raw",
+         "overhead µs/sig"],
         rows,
     )
-    print("create ms = POST /keypairs with storage hsm (on-token keygen + certificate + one transaction). ms/sig = "
-          "1000 / service rate, split into the bare token signature, time inside DynamoDB calls (moto deep-copies "
-          "every table a transaction touches, so this grows with the signature log), the RFC 3161 timestamper, "
-          "and the rest (HTTP, auth, JSON, logging, the backend's lock and key cache).")
+
+
+def _rsa_args(sig_alg: Any) -> tuple[Any, Any]:
+    from cryptography.hazmat.primitives.asymmetric import utils
+
+    from chalicelib.keys.algorithms import rsa_padding
+
+    return rsa_padding(sig_alg), utils.Prehashed(sig_alg.hash())
+
+
+def _ecdsa_arg(sig_alg: Any) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    return ec.ECDSA(utils.Prehashed(sig_alg.hash()))
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 1.5)
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)

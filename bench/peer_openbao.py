@@ -55,7 +55,7 @@ def measure_rotasign() -> dict[str, dict[str, float]]:
         if not wait_for_port(port):
             raise RuntimeError("the moto server did not start")
         with stack(f"http://127.0.0.1:{port}") as s:
-            from chalicelib.services.registry import get_services
+            from chalicelib.services.container import get_services
 
             signing = get_services().signing
             stamp_cpu = time_timestamper(signing, time.process_time)

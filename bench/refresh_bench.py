@@ -28,7 +28,7 @@ HSM_LABEL, HSM_PIN, HSM_SO_PIN = "rotasign-bench", "bench-pin-1234", "bench-so-5
 def hsm_env(state_dir: Path) -> str | None:
     """Make a SoftHSM token and point the settings at it; None when SoftHSM is missing."""
     from chalicelib.errors import HsmUnavailable
-    from chalicelib.keys.softhsm import ensure_token, find_module
+    from localdev.softhsm import ensure_token, find_module
 
     try:
         module = find_module()
@@ -43,10 +43,10 @@ def hsm_env(state_dir: Path) -> str | None:
 def refresh_rows(s: Any, storage: str, seconds: float) -> list[list[str]]:
     """One row per algorithm: the service's refresh rate beside the raw generate + issue rate."""
     from chalicelib.clock import dynamic_validity
-    from chalicelib.keys.algorithms import KeySpec
+    from chalicelib.keys.algorithms import KeySpec, generate_private_key
     from chalicelib.pki.certificates import issue_keypair_certificate
-    from chalicelib.services.refresh import RefreshMessage
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
+    from chalicelib.services.refresh_queue import RefreshMessage
 
     services = get_services()
     deps = services.deps
@@ -60,7 +60,7 @@ def refresh_rows(s: Any, storage: str, seconds: float) -> list[list[str]]:
         generation = [int(kp["generation"])]
 
         def refresh(kp_id: str = kp["id"], generation: list[int] = generation) -> None:
-            outcome = services.refresh.handle_message(RefreshMessage(s.account, kp_id, generation[0]))
+            outcome = services.queue.handle_message(RefreshMessage(s.account, kp_id, generation[0]))
             assert outcome.refreshed
             generation[0] += 1
 
@@ -70,7 +70,7 @@ def refresh_rows(s: Any, storage: str, seconds: float) -> list[list[str]]:
         def raw(label: str, key_spec: KeySpec = key_spec) -> None:
             now = deps.clock()
             if storage == "disk":
-                public = key_spec.generate().public_key()
+                public = generate_private_key(key_spec).public_key()
             else:
                 public = deps.hsm().generate(s.account, label, key_spec).public_key
             not_before, not_after = dynamic_validity(now, deps.settings.schedule_seconds)
@@ -107,8 +107,8 @@ def refresh_rows(s: Any, storage: str, seconds: float) -> list[list[str]]:
 def seed_due(account: str, count: int, due_at: str) -> None:
     """Write `count` due dynamic keypair rows directly, in BatchWriteItem calls."""
     from chalicelib.ids import new_id
-    from chalicelib.services.keypairs import DUE_SHARD
-    from chalicelib.storage.models import KeypairModel
+    from chalicelib.storage.keypairs import DUE_SHARD
+    from chalicelib.storage.tables import KeypairModel
 
     with KeypairModel.batch_write() as batch:
         for _ in range(count):
@@ -144,7 +144,7 @@ def tick_rows(s: Any) -> list[list[str]]:
     import boto3
 
     from chalicelib.clock import rfc3339
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
     from chalicelib.services.scheduler import due_messages, enqueue_due
 
     deps = get_services().deps
@@ -156,7 +156,7 @@ def tick_rows(s: Any) -> list[list[str]]:
         seed_due(s.account, total - seeded, due_at)
         seeded = total
         started = time.perf_counter()
-        found = sum(1 for _ in due_messages(now, deps.settings.schedule_seconds))
+        found = sum(1 for _ in due_messages(deps, now))
         find = time.perf_counter() - started
         null = NullSqs()
         deps.sqs = null

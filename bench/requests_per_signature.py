@@ -1,7 +1,10 @@
-"""DynamoDB and KMS requests per signature, counted from botocore `before-call` events (not assumed).
+"""DynamoDB and KMS requests per signature, counted from botocore `before-call` events (not assumed),
+and the write capacity units one signature's log entry costs.
 
 Scenarios: warm caches (the steady state of a warm Lambda), the first signature after the 5-second
-principal and account caches lapse, the first signature with a keypair in this process, and refusals.
+principal and account caches lapse, the first signature with a keypair in this process, a batch of 100,
+and refusals. Write units follow DynamoDB's pricing rules: ceil(item size / 1 KB) for the table and for
+each index the item lands in (ALL projection copies the whole item); a transactional write costs twice.
 Run: `.venv/bin/python bench/requests_per_signature.py`.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 from common import RequestCounter, Stack, print_table, sign_body, stack
 
@@ -16,7 +20,7 @@ from common import RequestCounter, Stack, print_table, sign_body, stack
 def main() -> None:
     """Print one row per scenario."""
     with stack() as s:
-        from chalicelib.services.registry import get_services
+        from chalicelib.services.container import get_services
 
         services = get_services()
         body = sign_body(hashlib.sha256(b"counted").digest())
@@ -43,6 +47,9 @@ def main() -> None:
             ("principal + account caches lapsed (every 5 s)", lapsed_caches),
             ("first use of a keypair in this process, by id", first_with_new_keypair("id")),
             ("first use of a keypair in this process, by alias", first_with_new_keypair("alias")),
+            ("a batch of 100, warm (per request)", lambda st: st.call(
+                "POST", f"/keypairs/{static['id']}/sign",
+                '{"items": [' + ",".join([body] * 100) + "]}")),
             ("refused: unknown keypair id", lambda st: st.call("POST", "/keypairs/kp_01JZZZZZZZZZZZZZZZZZZZZZZZ/sign",
                                                                body)),
             ("refused: unknown alias", lambda st: st.call("POST", "/keypairs/no-such-alias/sign", body)),
@@ -60,6 +67,41 @@ def main() -> None:
             rows.append([label, len(dynamo), len(kms), " + ".join(dynamo + [f"kms:{op}" for op in kms])])
         print_table("Requests per signature (counted from botocore before-call events on every client in the process)",
                     ["scenario", "DynamoDB", "KMS", "calls"], rows)
+        print_table("Write capacity units of one signature's log entry", ["entry", "item bytes", "indexes",
+                                                                          "WCU (PutItem)", "WCU (in a transaction)"],
+                    write_units(services, s))
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (UTF-8 strings, binary, ~1 byte per 2 digits)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        kind, raw = next(iter(value.items()))
+        if kind == "S":
+            size += len(raw.encode())
+        elif kind == "B":
+            size += len(raw)
+        elif kind == "N":
+            size += (len(raw.strip("-").replace(".", "")) + 1) // 2 + 1
+        else:
+            size += 1
+    return size
+
+
+def write_units(services: Any, s: Stack) -> list[list[str]]:
+    """WCU of the newest success entry of this account, as the table and its indexes charge it."""
+    from chalicelib.domain.logs import SignatureFilter
+    from chalicelib.storage.signature_log import item_of
+    from chalicelib.storage.tables import SignatureLogModel
+
+    [entry], _ = services.deps.store.signatures.query(s.account, SignatureFilter(status="success"), 1, None)
+    item = item_of(entry)
+    size = item_bytes(item)
+    indexes = [i for i in SignatureLogModel._indexes.values() if i._hash_key_attribute().attr_name in item]
+    units = -(-size // 1024) * (1 + len(indexes))
+    return [["success entry (token and certificate serial included)", str(size), str(len(indexes)), str(units),
+             str(2 * units)]]
 
 
 if __name__ == "__main__":

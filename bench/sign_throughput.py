@@ -19,12 +19,8 @@ from common import ALGORITHMS, RequestCounter, print_table, rate, sign_body, sta
 def main(seconds: float = 1.5) -> None:
     """Print one row per algorithm."""
     with stack() as s:
-        from chalicelib.keys.algorithms import resolve_sig_alg, sign_with_private_key
-        from chalicelib.services.authorities import sealed_of
-        from chalicelib.services.deps import get_deps
-        from chalicelib.services.keypairs import spec_of
-        from chalicelib.services.registry import get_services
-        from chalicelib.storage.models import KeyMaterialModel, KeypairModel
+        from chalicelib.keys.algorithms import resolve_sig_alg, sign
+        from chalicelib.services.container import get_deps, get_services
 
         signing = get_services().signing
         stamping = time_timestamper(signing)
@@ -42,11 +38,11 @@ def main(seconds: float = 1.5) -> None:
             dynamo = 1000 * counter.seconds.get("dynamodb", 0.0) / n
             stamp = 1000 * stamping[0] / n
 
-            row = KeypairModel.get(s.account, kp["id"])
-            material = KeyMaterialModel.get(row.key_ref)
-            key = get_deps().disk.unseal(s.account, row.key_ref, sealed_of(material))
-            sig_alg = resolve_sig_alg(spec_of(row), "SHA-256", None)
-            m, raw_elapsed = rate(partial(sign_with_private_key, key, sig_alg, digest), seconds / 3, 50)
+            row, material = get_deps().store.keypairs.read_with_material(s.account, kp["id"])
+            assert row is not None and material is not None
+            key = get_deps().disk.load(s.account, row.key_ref, material.sealed)
+            sig_alg = resolve_sig_alg(row.spec, "SHA-256", None)
+            m, raw_elapsed = rate(partial(sign, key, sig_alg, digest), seconds / 3, 50)
             raw = m / raw_elapsed
             service = n / elapsed
             rows.append([

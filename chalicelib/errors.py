@@ -87,6 +87,12 @@ class Conflict(RotasignError):
     default_message = "The object was changed by another request; try again."
 
 
+class KeyMissing(Conflict):
+    """The private key a key reference names is gone (destroyed by a refresh or delete that won a race)."""
+
+    default_message = "The key of this generation no longer exists."
+
+
 class PayloadTooLarge(RotasignError):
     status, code = 413, "payload_too_large"
     default_message = "The request body is larger than 64 KiB."

@@ -34,7 +34,10 @@ class Settings:
     refresh_queue_name: str
     token_key: bytes
     principal_cache_seconds: float
-    key_cache_seconds: float
+    state_cache_seconds: float
+    max_request_seconds: float
+    refresh_max_receives: int
+    sweep_min_age_seconds: float | None
     pkcs11_module: str
     hsm_token_label: str
     hsm_pin: str | None
@@ -45,6 +48,15 @@ class Settings:
     def table_name(self, table: str) -> str:
         """The DynamoDB table name of one of TABLES in this stage."""
         return f"{self.table_prefix}{table}"
+
+    @property
+    def retirement_grace_seconds(self) -> float:
+        """How long after a refresh (or delete) commits its old generation may still sign.
+
+        A warm process may use a keypair's state for `state_cache_seconds`, and a request that read it
+        may run for `max_request_seconds`: a generation retired at T is usable until T + both.
+        """
+        return self.state_cache_seconds + self.max_request_seconds
 
 
 def _token_key() -> bytes:
@@ -57,6 +69,30 @@ def _token_key() -> bytes:
     # No key configured: tokens are sealed with a per-process key, so they only work within one
     # process (tests, a single local server). Deployments set ROTASIGN_TOKEN_KEY from Secrets Manager.
     return secrets.token_bytes(32)
+
+
+# Where distributions put SoftHSM2's module (the default token library when none is configured).
+KNOWN_PKCS11_MODULES: tuple[str, ...] = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",
+    "/usr/lib/pkcs11/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+    "/opt/homebrew/lib/softhsm/libsofthsm2.so",
+)
+CACHE_BOUND_SECONDS = 5.0  # API.md: revocation, suspension and access changes take effect within 5 s
+
+
+def _pkcs11_module(configured: str | None) -> str:
+    if configured:
+        return configured
+    return next((path for path in KNOWN_PKCS11_MODULES if os.path.isfile(path)), KNOWN_PKCS11_MODULES[0])
+
+
+def _bounded(raw: str | None, default: float) -> float:
+    """A cache lifetime from the environment, never above the documented bound."""
+    return max(0.0, min(float(raw) if raw else default, CACHE_BOUND_SECONDS))
 
 
 @lru_cache(maxsize=1)
@@ -72,9 +108,12 @@ def get_settings() -> Settings:
         schedule_seconds=int(env.get("ROTASIGN_SCHEDULE_SECONDS", "900")),
         refresh_queue_name=env.get("ROTASIGN_REFRESH_QUEUE", "rotasign-refresh"),
         token_key=_token_key(),
-        principal_cache_seconds=min(float(env.get("ROTASIGN_PRINCIPAL_CACHE_SECONDS", "5")), 5.0),
-        key_cache_seconds=float(env.get("ROTASIGN_KEY_CACHE_SECONDS", "60")),
-        pkcs11_module=env.get("ROTASIGN_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"),
+        principal_cache_seconds=_bounded(env.get("ROTASIGN_PRINCIPAL_CACHE_SECONDS"), CACHE_BOUND_SECONDS),
+        state_cache_seconds=_bounded(env.get("ROTASIGN_STATE_CACHE_SECONDS"), CACHE_BOUND_SECONDS),
+        max_request_seconds=float(env.get("ROTASIGN_MAX_REQUEST_SECONDS", "30")),
+        refresh_max_receives=max(1, int(env.get("ROTASIGN_REFRESH_MAX_RECEIVES", "5"))),
+        sweep_min_age_seconds=float(min_age) if (min_age := env.get("ROTASIGN_SWEEP_MIN_AGE_SECONDS")) else None,
+        pkcs11_module=_pkcs11_module(env.get("ROTASIGN_PKCS11_MODULE")),
         hsm_token_label=env.get("ROTASIGN_HSM_TOKEN_LABEL", "rotasign"),
         hsm_pin=env.get("ROTASIGN_HSM_PIN"),
         hsm_pin_secret=env.get("ROTASIGN_HSM_PIN_SECRET"),

@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from localdev import stack
+from localdev import commands, stack
+from localdev.events import TICK_HANDLER
 from localdev.state import NoRunningStack, require_running
 
 
@@ -96,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
             "\"storage\": \"hsm\"}' $ROTASIGN_ENDPOINT/api/v1/keypairs",
             "Another account: make bootstrap ACCOUNT=<name>    One refresh now: make tick",
             "",
+            f"The web console: {running.endpoint}/console/  (sign in with the ROTASIGN_API_KEY above)",
+            "",
         ]
         print("\n".join(lines), flush=True)
         # A signal may be delivered to any thread; Python runs the handler in the main thread only when
@@ -115,7 +118,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         print("error: name the account: make bootstrap ACCOUNT=<name>", file=sys.stderr)
         return 2
     try:
-        result = stack.bootstrap(args.account, args.state_dir)
+        result = commands.bootstrap(args.account, args.state_dir)
     except RotasignError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
@@ -127,14 +130,14 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 
 def _tick(args: argparse.Namespace) -> int:
-    from chalicelib.logs import configure_logging
+    from chalicelib.structured_logging import configure_logging
 
     # This command reports what the tick did itself; the service's INFO lines would only repeat it.
     configure_logging()
     logging.getLogger("rotasign").setLevel(logging.WARNING)
-    outcomes = stack.tick(args.state_dir)
+    outcomes = commands.tick(args.state_dir)
     if outcomes is None:
-        print(f"app.{stack.TICK_HANDLER} is not defined yet: there is no schedule to fire.")
+        print(f"app.{TICK_HANDLER} is not defined yet: there is no schedule to fire.")
         return 0
     if not outcomes:
         print("nothing due")

@@ -16,7 +16,6 @@ import base64
 import importlib
 import json
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -24,220 +23,31 @@ import socket
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localdev.state import MAX_RECEIVES, StackState, remove_state, require_running, state_path, write_state
+from localdev.emulator import start_server
+from localdev.environment import HOST, REGION, TABLE_PREFIX, apply_environment, base_environment, reset_process
+from localdev.environment import set_environment as _set_environment
+from localdev.events import REPO_ROOT, TICK_HANDLER, WORKER_HANDLER, Handler, fire_tick, load_handler, next_boundary
+from localdev.poller import REFRESH_QUEUE, QueuePoller, create_queues
+from localdev.state import StackState, remove_state, state_path, write_state
 from localdev.state import is_running as _is_running
 from localdev.state import read_state as _read_state
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
-HOST = "127.0.0.1"
-REGION = "us-east-1"
-TABLE_PREFIX = "rotasign-local-"
 TOKEN_LABEL = "rotasign-local"  # noqa: S105 - a token label, not a secret
-REFRESH_QUEUE = "rotasign-refresh"
-DEAD_LETTER_QUEUE = "rotasign-refresh-dlq"
 # Long-poll wait per receive: short enough that Ctrl-C stops the poller within a couple of seconds.
 POLL_WAIT_SECONDS = 2
-TICK_HANDLER = "refresh_tick"
-WORKER_HANDLER = "refresh_worker"
-LOCAL_ACCOUNT_ID = "123456789012"
 
 log = logging.getLogger("localdev")
-Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class StackError(RuntimeError):
     """The local stack cannot start (port taken, another stack running in the same state folder)."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# Lambda-shaped events and handler lookup
-
-
-def load_handler(name: str) -> Handler | None:
-    """A Lambda-form handler of `app.py` by name, or None when the app does not define it (yet)."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    module = importlib.import_module("app")
-    handler = getattr(module, name, None)
-    return handler if callable(handler) else None
-
-
-def lambda_context(function_name: str) -> Any:
-    """A Lambda context object like the one `chalice local` passes."""
-    from chalice.local import LambdaContext
-
-    return LambdaContext(function_name=function_name, memory_size=512, max_runtime_ms=900_000)
-
-
-def scheduled_event(at: float, region: str, rule: str = TICK_HANDLER) -> dict[str, Any]:
-    """The EventBridge event a scheduled rule delivers at `at` (epoch seconds)."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": LOCAL_ACCOUNT_ID,
-        "time": datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [f"arn:aws:events:{region}:{LOCAL_ACCOUNT_ID}:rule/rotasign-local-{rule}"],
-        "detail": {},
-    }
-
-
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
-    """The event Lambda's SQS integration delivers for a batch of received messages."""
-    records = []
-    for message in messages:
-        attributes = {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "binaryValue": value.get("BinaryValue"),
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": value.get("DataType", "String"),
-            }
-            for name, value in message.get("MessageAttributes", {}).items()
-        }
-        records.append(
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": attributes,
-                "md5OfBody": message.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": region,
-            }
-        )
-    return {"Records": records}
-
-
-def next_boundary(now: float, interval: float) -> float:
-    """The first multiple of `interval` seconds since the epoch after `now` (the cron's alignment)."""
-    return (math.floor(now / interval) + 1) * interval
-
-
-def fire_tick(handler: Handler, at: float, region: str) -> Any:
-    """Invoke the scheduled handler once, as EventBridge would at `at`; returns what it returned."""
-    return handler(scheduled_event(at, region), lambda_context(TICK_HANDLER))
-
-
-@dataclass
-class Batch:
-    """One received batch and whether the handler took it."""
-
-    messages: list[dict[str, Any]]
-    ok: bool
-    result: Any = None
-
-
-class QueuePoller:
-    """Feeds one queue to an SQS handler: delete after a normal return, leave for redelivery on a raise."""
-
-    def __init__(self, sqs: Any, queue_url: str, handler: Handler, region: str) -> None:
-        self.sqs = sqs
-        self.queue_url = queue_url
-        self.handler = handler
-        self.region = region
-        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-        self.queue_arn = str(attrs["Attributes"]["QueueArn"])
-
-    def poll_once(self, wait_seconds: int) -> Batch | None:
-        """Receive up to 10 messages and hand them to the handler; None when the queue had nothing."""
-        response = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages: list[dict[str, Any]] = response.get("Messages", [])
-        if not messages:
-            return None
-        try:
-            result = self.handler(sqs_event(messages, self.queue_arn, self.region), lambda_context(WORKER_HANDLER))
-        except Exception:
-            # As in Lambda: the batch stays on the queue, reappears after the visibility timeout and
-            # goes to the dead-letter queue after MAX_RECEIVES attempts.
-            log.exception("%s raised; %d message(s) left on the queue for redelivery", WORKER_HANDLER, len(messages))
-            return Batch(messages, ok=False)
-        self.sqs.delete_message_batch(
-            QueueUrl=self.queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
-        return Batch(messages, ok=True, result=result)
-
-    def drain(self) -> list[Batch]:
-        """Hand every visible message to the handler, batch by batch, until the queue looks empty."""
-        batches = []
-        while (batch := self.poll_once(0)) is not None:
-            batches.append(batch)
-        return batches
-
-
-# ---------------------------------------------------------------------------------------------------
-# Process environment
-
-
-def _base_environment(emulator_port: int) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": f"http://{HOST}:{emulator_port}",
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "ROTASIGN_STAGE": "local",
-        "ROTASIGN_TABLE_PREFIX": TABLE_PREFIX,
-        "ROTASIGN_REFRESH_QUEUE": REFRESH_QUEUE,
-    }
-
-
-def apply_environment(env: dict[str, str]) -> dict[str, str | None]:
-    """Set `env` for this process (dropping what would send boto3 elsewhere); returns the previous values."""
-    # A user's profile, session token or per-service endpoint would win over the emulator's settings.
-    dropped = [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_")]
-    dropped += ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"]
-    hosts = (os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or "").split(",")
-    no_proxy = ",".join(dict.fromkeys(h for h in (*hosts, HOST, "localhost") if h))
-    changes: dict[str, str | None] = {name: None for name in dropped}
-    changes.update(env)
-    changes.update(NO_PROXY=no_proxy, no_proxy=no_proxy)
-    saved = {name: os.environ.get(name) for name in changes}
-    _set_environment(changes)
-    reset_process()
-    return saved
-
-
-def _set_environment(values: dict[str, str | None]) -> None:
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-def reset_process() -> None:
-    """Forget cached settings, dependencies, services and connections so the new environment is read."""
-    from chalicelib.services.deps import set_deps
-    from chalicelib.services.registry import reset_services
-    from chalicelib.settings import get_settings
-    from chalicelib.storage.tx import reset_connections
-
-    get_settings.cache_clear()
-    set_deps(None)
-    reset_services()
-    reset_connections()
 
 
 def _check_port(port: int, what: str) -> None:
@@ -250,10 +60,6 @@ def _check_port(port: int, what: str) -> None:
             probe.bind((HOST, port))
         except OSError as exc:
             raise StackError(f"Port {port} on {HOST} ({what}) is in use; choose another.") from exc
-
-
-# ---------------------------------------------------------------------------------------------------
-# The running stack
 
 
 @dataclass
@@ -329,14 +135,11 @@ def _start(
     schedule_seconds: int,
     account: str,
 ) -> RunningStack:
-    from moto.server import ThreadedMotoServer
-
-    moto = ThreadedMotoServer(ip_address=HOST, port=emulator_port, verbose=False)
-    moto.start()
+    moto = start_server(HOST, emulator_port)
     cleanups.append(moto.stop)
     emulator_port = moto.get_host_and_port()[1]
 
-    saved = apply_environment(_base_environment(emulator_port))
+    saved = apply_environment(base_environment(emulator_port))
 
     def restore() -> None:
         _set_environment(saved)
@@ -346,7 +149,7 @@ def _start(
 
     import boto3
 
-    from chalicelib.keys.softhsm import ensure_token, find_module
+    from localdev.softhsm import ensure_token, find_module
 
     kms_key_id = boto3.client("kms").create_key(Description="rotasign local stack")["KeyMetadata"]["KeyId"]
     pin = secrets.token_urlsafe(16)
@@ -369,9 +172,9 @@ def _start(
     apply_environment(state.environment())
 
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
     from chalicelib.settings import get_settings
-    from chalicelib.storage.models import create_tables
+    from chalicelib.storage.tables import create_tables
 
     create_tables(get_settings())
     sqs = boto3.client("sqs")
@@ -412,14 +215,6 @@ def _start(
         thread.start()
         cleanups.append(lambda: thread.join(timeout=30))
     return RunningStack(state.endpoint, admin.api_key, account, state_dir, state, notices, stop_event, cleanups)
-
-
-def create_queues(sqs: Any, name: str = REFRESH_QUEUE) -> str:
-    """Create the refresh queue and its dead-letter queue (redrive after MAX_RECEIVES); returns the queue URL."""
-    dlq_url = sqs.create_queue(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})
-    return str(sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"])
 
 
 def _http_server(port: int) -> Any:
@@ -514,93 +309,3 @@ def _forget_state(state_dir: Path) -> None:
             remove_state(state_dir)
     except RuntimeError:
         pass
-
-
-# ---------------------------------------------------------------------------------------------------
-# Commands against a running stack (their own processes)
-
-
-@contextmanager
-def attached(state_dir: Path = DEFAULT_STATE_DIR, **overrides: str) -> Iterator[StackState]:
-    """Point this process at the running stack for the duration (raises NoRunningStack)."""
-    state = require_running(state_dir.resolve())
-    saved = apply_environment({**state.environment(), **overrides})
-    try:
-        yield state
-    finally:
-        _set_environment(saved)
-        reset_process()
-
-
-def bootstrap(account: str, state_dir: Path = DEFAULT_STATE_DIR) -> Any:
-    """Create another account on the running stack; returns the BootstrapResult (its admin key once)."""
-    from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
-
-    with attached(state_dir):
-        return bootstrap_account(get_deps(), account)
-
-
-@dataclass(frozen=True)
-class Refreshed:
-    """One keypair a tick handed to the refresh worker, and where it ended."""
-
-    keypair_id: str
-    alias: str | None
-    expected_generation: int | None
-    generation: int | None
-    ok: bool
-
-
-def tick(state_dir: Path = DEFAULT_STATE_DIR) -> list[Refreshed] | None:
-    """Fire one scheduled invocation against the running stack and drain what it enqueued.
-
-    Returns what was refreshed, or None when the app has no scheduled handler yet. The tick enqueues
-    to a private queue of this command, so the running stack's poller cannot take the messages first
-    and this command can report exactly what it refreshed; a message the worker fails on is moved to
-    the stack's refresh queue, where the usual retries and dead-lettering apply.
-    """
-    state = require_running(state_dir.resolve())
-    private = f"{state.refresh_queue}-tick-{secrets.token_hex(4)}"
-    with attached(state_dir, ROTASIGN_REFRESH_QUEUE=private):
-        handler = load_handler(TICK_HANDLER)
-        worker = load_handler(WORKER_HANDLER)
-        if handler is None:
-            return None
-        import boto3
-
-        sqs = boto3.client("sqs")
-        url = create_queues(sqs, private)
-        try:
-            fire_tick(handler, time.time(), state.region)
-            if worker is None:
-                return []
-            batches = QueuePoller(sqs, url, worker, state.region).drain()
-            main_url = sqs.get_queue_url(QueueName=state.refresh_queue)["QueueUrl"]
-            for batch in batches:
-                if not batch.ok:
-                    for message in batch.messages:
-                        sqs.send_message(QueueUrl=main_url, MessageBody=message["Body"])
-        finally:
-            sqs.delete_queue(QueueUrl=url)
-        return [_outcome(m["Body"], b.ok) for b in batches for m in b.messages]
-
-
-def _outcome(body: str, ok: bool) -> Refreshed:
-    from pynamodb.exceptions import DoesNotExist
-
-    from chalicelib.services.deps import get_deps
-    from chalicelib.storage.models import KeypairModel
-
-    try:
-        message = json.loads(body)
-        account, keypair_id = str(message["account"]), str(message["keypair_id"])
-        expected = message.get("expected_generation")
-    except (ValueError, KeyError, TypeError):
-        return Refreshed(body[:80], None, None, None, ok)
-    get_deps()  # points the models at this stack's tables
-    try:
-        keypair = KeypairModel.get(account, keypair_id, consistent_read=True)
-    except DoesNotExist:
-        return Refreshed(keypair_id, None, expected, None, ok)
-    return Refreshed(keypair_id, keypair.alias, expected, int(keypair.generation), ok)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.apitest import Account, Api, make_account
+from tests.support.api import Account, Api, make_account
 
 # moto must see fake credentials and no endpoint override before any boto3 client exists.
 for _name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
@@ -31,7 +31,7 @@ HSM_LABEL = "rotasign-tests"
 @pytest.fixture(scope="session")
 def hsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SoftHSM2 token for this test session (SOFTHSM2_CONF is set for the whole process)."""
-    from chalicelib.keys.softhsm import ensure_token
+    from localdev.softhsm import ensure_token
 
     conf = ensure_token(tmp_path_factory.mktemp("softhsm"), HSM_LABEL, HSM_PIN, HSM_SO_PIN)
     os.environ["SOFTHSM2_CONF"] = str(conf)
@@ -56,28 +56,26 @@ def aws(hsm_conf: Path) -> Iterator[dict[str, str]]:
             ROTASIGN_HSM_TOKEN_LABEL=HSM_LABEL,
             ROTASIGN_HSM_PIN=HSM_PIN,
         )
-        from chalicelib.keys.softhsm import find_module
-        from chalicelib.services.deps import set_deps
-        from chalicelib.services.registry import reset_services
+        from chalicelib.services.container import set_deps
         from chalicelib.settings import get_settings
-        from chalicelib.storage.models import create_tables
-        from chalicelib.storage.tx import reset_connections
+        from chalicelib.storage.tables import create_tables
+        from localdev.emulator import serialize_dynamodb
+        from localdev.softhsm import find_module
 
+        # DynamoDB applies each request atomically and in isolation; threaded tests need moto to as well.
+        serialize_dynamodb()
         os.environ["ROTASIGN_PKCS11_MODULE"] = find_module()
         get_settings.cache_clear()
         set_deps(None)
-        reset_services()
-        reset_connections()
         create_tables(get_settings())
         yield {"kms_key_id": key_id}
         set_deps(None)
-        reset_services()
 
 
 @pytest.fixture
 def services(aws: dict[str, str]) -> Any:
     """This process's services."""
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     return get_services()
 

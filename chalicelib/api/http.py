@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the blueprints: the error shape, JSON bodies, principals and permissions."""
+"""HTTP plumbing shared by the blueprints: the error shape, JSON bodies, the caller, permissions."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ from typing import Any
 
 from chalice import Response
 from chalice.app import Request
-from pynamodb.exceptions import PynamoDBException
 
-from chalicelib.errors import InvalidJson, RotasignError, Unauthenticated, ValidationError
-from chalicelib.services.access import Principal
-from chalicelib.storage.tx import storage_error
+from chalicelib.domain.identity import Principal
+from chalicelib.errors import InvalidJson, RotasignError, Unauthenticated, UnsupportedMediaType, ValidationError
 
 log = logging.getLogger("rotasign.http")
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
 MAX_BODY = 64 * 1024
+JSON_TYPES = frozenset({"application/json", "application/json;charset=utf-8"})
 
 
 def error_response(error: RotasignError) -> Response:
@@ -51,12 +50,22 @@ def source_ip(request: Request) -> str | None:
 
 
 def json_body(request: Request) -> Any:
-    """The parsed JSON body; raises InvalidJson (malformed) or ValidationError (missing)."""
+    """The parsed body of a JSON route: UTF-8 JSON sent as `application/json` (optionally `charset=utf-8`).
+
+    Raises UnsupportedMediaType (another content type or charset), InvalidJson (not strict UTF-8 JSON,
+    a byte-order mark included) or ValidationError (no body).
+    """
+    content_type = "".join((request.headers.get("content-type") or "").lower().split())
+    if content_type not in JSON_TYPES:
+        raise UnsupportedMediaType("Send the body as application/json (UTF-8).")
     raw = request.raw_body
     if not raw:
         raise ValidationError("The request needs a JSON body.")
     try:
-        return json.loads(raw)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        if text.startswith("\ufeff"):
+            raise ValueError("byte-order mark")
+        return json.loads(text)
     # RecursionError: a body of thousands of nested brackets fits in 64 KiB.
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidJson() from exc
@@ -68,7 +77,7 @@ def query(request: Request) -> dict[str, str]:
 
 
 def endpoint(permission: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Wrap a view: check the permission, turn domain and storage errors into API.md responses."""
+    """Wrap a view: check the permission, turn domain errors into API.md responses (never a trace)."""
 
     def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -79,8 +88,6 @@ def endpoint(permission: str | None) -> Callable[[Callable[..., Any]], Callable[
                 return view(*args, **kwargs)
             except RotasignError as exc:
                 return error_response(exc)
-            except PynamoDBException as exc:
-                return error_response(storage_error(exc))
             except Exception:
                 log.error("unhandled error", exc_info=True, extra={"event": "unhandled", "view": view.__name__})
                 return internal_error()

@@ -7,11 +7,27 @@ from typing import Any
 from chalice import Blueprint, Response
 
 import chalicelib
+from chalicelib.api import render
 from chalicelib.api.http import endpoint, json_body, principal, source_ip
-from chalicelib.services.accounts import account_dict, update_account
-from chalicelib.services.registry import get_services
+from chalicelib.api.parsing import Fields
+from chalicelib.services.accounts import update_settings
+from chalicelib.services.api_keys import NewApiKey
+from chalicelib.services.container import get_services
+from chalicelib.storage.accounts import SETTINGS
 
 bp = Blueprint(__name__)
+
+
+def parse_settings(body: Any) -> dict[str, bool]:
+    """PATCH /account body → the boolean settings to change."""
+    f = Fields(body, SETTINGS)
+    return {name: f.flag(name, False) for name in SETTINGS if f.has(name)}
+
+
+def parse_new_api_key(body: Any) -> NewApiKey:
+    """POST /users/{id}/api-keys body → NewApiKey."""
+    f = Fields(body, ("name", "expires_at"))
+    return NewApiKey(f.text("name", max_length=100, nullable=True), f.time("expires_at", nullable=True))
 
 
 @bp.route("/health", methods=["GET"])
@@ -28,7 +44,7 @@ def me() -> dict[str, Any]:
     account = get_services().accounts.get(who.account)
     return {
         "user": {"id": who.user_id, "name": who.name, "roles": list(who.roles)},
-        "account": account_dict(account),
+        "account": render.account(account),
         "permissions": sorted(who.permissions),
         "api_key_id": who.api_key_id,
     }
@@ -38,7 +54,7 @@ def me() -> dict[str, Any]:
 @endpoint("manage_account")
 def get_account() -> dict[str, Any]:
     """The account's settings."""
-    return account_dict(get_services().accounts.get(principal().account))
+    return render.account(get_services().accounts.get(principal().account))
 
 
 @bp.route("/account", methods=["PATCH"])
@@ -46,8 +62,9 @@ def get_account() -> dict[str, Any]:
 def patch_account() -> dict[str, Any]:
     """Change the account's settings (teams_enabled, require_keypair_profile, public_tsa)."""
     request = bp.current_request
+    changes = parse_settings(json_body(request))
     services = get_services()
-    return update_account(services.deps, services.accounts, principal(), json_body(request), source_ip(request))
+    return render.account(update_settings(services.deps, services.accounts, principal(), changes, source_ip(request)))
 
 
 @bp.route("/ca", methods=["GET"])
@@ -63,7 +80,11 @@ def trust_anchors() -> dict[str, str]:
 def create_api_key(user_id: str) -> Response:
     """Issue an API key for a user; the key is shown once."""
     request = bp.current_request
-    body = get_services().api_keys.create(principal(), user_id, json_body(request), source_ip(request))
+    issued = get_services().api_keys.create(principal(), user_id, parse_new_api_key(json_body(request)),
+                                            source_ip(request))
+    key = issued.key
+    body = {"id": key.id, "key": issued.secret, "name": key.name, "created_at": key.created_at,
+            "expires_at": key.expires_at}
     return Response(body=body, status_code=201)
 
 
@@ -71,7 +92,7 @@ def create_api_key(user_id: str) -> Response:
 @endpoint("manage_users")
 def list_api_keys(user_id: str) -> dict[str, Any]:
     """A user's API keys (never the secrets)."""
-    return get_services().api_keys.list(principal(), user_id)
+    return {"items": [render.api_key(k) for k in get_services().api_keys.list(principal(), user_id)], "next": None}
 
 
 @bp.route("/users/{user_id}/api-keys/{key_id}", methods=["DELETE"])

@@ -1,4 +1,4 @@
-"""Keypair routes."""
+"""Keypair routes: create, list, read, change, delete; each body parsed here into a request value."""
 
 from __future__ import annotations
 
@@ -6,10 +6,85 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.api import render
 from chalicelib.api.http import endpoint, json_body, principal, query, source_ip
-from chalicelib.services.registry import get_services
+from chalicelib.api.parsing import Fields, Params
+from chalicelib.domain.keypairs import ALIAS_RE, Access, Category, KeypairType, Status, Storage, valid_alias
+from chalicelib.domain.keyspec import ALGORITHMS, KeySpec
+from chalicelib.ids import looks_like_id
+from chalicelib.services.container import get_services
+from chalicelib.services.keypairs import KeypairChange, KeypairQuery, NewKeypair
 
 bp = Blueprint(__name__)
+
+CREATE_FIELDS = ("alias", "type", "algorithm", "key_size", "curve", "category", "storage", "status", "access",
+                 "allowed_users", "allowed_groups", "team_id", "profile_id", "generate_certificate",
+                 "refresh_after_sign")
+CHANGE_FIELDS = ("alias", "status", "access", "allowed_users", "allowed_groups")
+LIST_FILTERS: dict[str, tuple[str, ...]] = {
+    "type": tuple(KeypairType), "status": tuple(Status), "storage": tuple(Storage),
+    "category": tuple(Category), "algorithm": ALGORITHMS,
+}
+
+
+def _alias(f: Fields, required: bool) -> str | None:
+    alias = f.text("alias", required=required, max_length=64, pattern=ALIAS_RE,
+                   what="1 to 64 letters, digits, dots, dashes or underscores")
+    if alias is not None and not valid_alias(alias):
+        raise f.error("alias", "alias may not look like a keypair id.")
+    return alias
+
+
+def parse_new_keypair(body: Any) -> NewKeypair:
+    """POST /keypairs body → NewKeypair; raises ValidationError / UnsupportedAlgorithm."""
+    f = Fields(body, CREATE_FIELDS)
+    alias = _alias(f, required=True)
+    kind = f.choice("type", KeypairType)
+    if not f.has("algorithm"):
+        raise f.error("algorithm", "algorithm is required.")
+    spec = KeySpec.build(f.raw("algorithm"), f.raw("key_size"), f.raw("curve"))
+    access = f.choice("access", Access, Access.OPEN)
+    users = f.ids("allowed_users", "usr") or ()
+    groups = f.ids("allowed_groups", "grp") or ()
+    if access is Access.OPEN and (users or groups):
+        raise f.error("access", "allowed_users and allowed_groups need access restricted.")
+    team_id = f.raw("team_id")
+    if team_id is not None and not (isinstance(team_id, str) and looks_like_id(team_id, "team")):
+        raise f.error("team_id", "team_id must be a team id.")
+    profile_id = f.raw("profile_id")
+    if profile_id is not None and not (isinstance(profile_id, str) and looks_like_id(profile_id, "prof")):
+        raise f.error("profile_id", "profile_id must be a keypair profile id.")
+    refresh_after_sign = f.flag("refresh_after_sign", False)
+    if refresh_after_sign and kind is not KeypairType.DYNAMIC:
+        raise f.error("refresh_after_sign", "refresh_after_sign needs a dynamic keypair.")
+    assert alias is not None
+    return NewKeypair(
+        alias=alias, type=kind, spec=spec, category=f.choice("category", Category, Category.PRODUCTION),
+        storage=f.choice("storage", Storage, Storage.DISK), status=f.choice("status", Status, Status.ONLINE),
+        access=access, allowed_users=users, allowed_groups=groups, team_id=team_id, profile_id=profile_id,
+        generate_certificate=f.flag("generate_certificate", True), refresh_after_sign=refresh_after_sign,
+    )
+
+
+def parse_change(body: Any) -> KeypairChange:
+    """PATCH /keypairs/{keypair} body → KeypairChange; raises ValidationError."""
+    f = Fields(body, CHANGE_FIELDS)
+    return KeypairChange(
+        alias=_alias(f, required=False),
+        status=f.choice("status", Status) if f.has("status") else None,
+        access=f.choice("access", Access) if f.has("access") else None,
+        allowed_users=f.ids("allowed_users", "usr"),
+        allowed_groups=f.ids("allowed_groups", "grp"),
+    )
+
+
+def parse_query(params: dict[str, str]) -> KeypairQuery:
+    """GET /keypairs query → KeypairQuery; unknown parameters and values are 400s."""
+    p = Params(params, ("alias", *LIST_FILTERS))
+    filters = {name: value for name, choices in LIST_FILTERS.items() if (value := p.choice(name, choices))}
+    if (alias := p.get("alias")) is not None:
+        filters["alias"] = alias
+    return KeypairQuery(dict(sorted(filters.items())), p.page())
 
 
 @bp.route("/keypairs", methods=["POST"])
@@ -17,22 +92,23 @@ bp = Blueprint(__name__)
 def create_keypair() -> Response:
     """Create a keypair."""
     request = bp.current_request
-    body = get_services().keypairs.create(principal(), json_body(request), source_ip(request))
-    return Response(body=body, status_code=201)
+    kp = get_services().keypairs.create(principal(), parse_new_keypair(json_body(request)), source_ip(request))
+    return Response(body=render.keypair(kp), status_code=201)
 
 
 @bp.route("/keypairs", methods=["GET"])
 @endpoint("view_keypair")
 def list_keypairs() -> dict[str, Any]:
     """List keypairs, newest first."""
-    return get_services().keypairs.list(principal(), query(bp.current_request))
+    result = get_services().keypairs.list(principal(), parse_query(query(bp.current_request)))
+    return render.page(result, render.keypair)
 
 
 @bp.route("/keypairs/{keypair}", methods=["GET"])
 @endpoint("view_keypair")
 def get_keypair(keypair: str) -> dict[str, Any]:
     """One keypair by id or alias."""
-    return get_services().keypairs.get(principal(), keypair)
+    return render.keypair(get_services().keypairs.get(principal(), keypair))
 
 
 @bp.route("/keypairs/{keypair}", methods=["PATCH"])
@@ -40,7 +116,8 @@ def get_keypair(keypair: str) -> dict[str, Any]:
 def patch_keypair(keypair: str) -> dict[str, Any]:
     """Change alias, status, access or the allowed lists."""
     request = bp.current_request
-    return get_services().keypairs.patch(principal(), keypair, json_body(request), source_ip(request))
+    change = parse_change(json_body(request))
+    return render.keypair(get_services().keypairs.update(principal(), keypair, change, source_ip(request)))
 
 
 @bp.route("/keypairs/{keypair}", methods=["DELETE"])

@@ -19,10 +19,11 @@ from chalicelib.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
-from chalicelib.services.registry import get_services
+from chalicelib.services.container import get_services
 
 log = logging.getLogger("rotasign.http")
-PUBLIC_PATHS = frozenset({"/api/v1/health"})
+# The console's static files are public: the page signs in with an API key and then calls the API.
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/console", "/console/{asset}"})
 # Routes that authenticate themselves (the public TSA decides per account).
 SELF_AUTHENTICATED = frozenset({"/api/v1/timestamp"})
 

@@ -6,8 +6,10 @@ from typing import Any
 
 from chalice.app import Blueprint
 
+from chalicelib.api import render
 from chalicelib.api.http import endpoint, principal, query, source_ip
-from chalicelib.services.registry import get_services
+from chalicelib.api.parsing import Params
+from chalicelib.services.container import get_services
 
 bp = Blueprint(__name__)
 
@@ -17,11 +19,12 @@ bp = Blueprint(__name__)
 def refresh_keypair(keypair: str) -> dict[str, Any]:
     """Replace a dynamic keypair's key and certificate now; 409 not_dynamic for a static one."""
     request = bp.current_request
-    return get_services().refresh.refresh_by_user(principal(), keypair, source_ip(request))
+    return render.keypair(get_services().refresh.refresh_by_user(principal(), keypair, source_ip(request)))
 
 
 @bp.route("/keypairs/{keypair}/generations", methods=["GET"])
 @endpoint("view_keypair")
 def list_generations(keypair: str) -> dict[str, Any]:
     """Every generation of a keypair (public key and certificate), newest first."""
-    return get_services().refresh.generations(principal(), keypair, query(bp.current_request))
+    page = Params(query(bp.current_request), ()).page()
+    return render.page(get_services().generations.list(principal(), keypair, page), render.generation)

@@ -13,7 +13,7 @@ from chalice.app import Blueprint, Request, Response
 
 from chalicelib.api.http import current_principal, endpoint, query, source_ip
 from chalicelib.errors import Unauthenticated
-from chalicelib.services.registry import Services, get_services
+from chalicelib.services.container import Services, get_services
 
 bp = Blueprint(__name__)
 

@@ -12,83 +12,36 @@ from typing import Literal
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
-from chalicelib.errors import UnsupportedAlgorithm, ValidationError
+from chalicelib.domain.keyspec import HASH_LENGTHS as HASH_LENGTHS
+from chalicelib.domain.keyspec import KeySpec as KeySpec
+from chalicelib.errors import UnsupportedAlgorithm
 
 Algorithm = Literal["RSA", "ECDSA", "EdDSA"]
-ALGORITHMS: tuple[str, ...] = ("RSA", "ECDSA", "EdDSA")
-RSA_KEY_SIZES: tuple[int, ...] = (2048, 3072, 4096)
 EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
     "P-256": ec.SECP256R1,
     "P-384": ec.SECP384R1,
     "P-521": ec.SECP521R1,
 }
-ED_CURVE = "Ed25519"
 
 HASH_ALGORITHMS: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA-256": hashes.SHA256,
     "SHA-384": hashes.SHA384,
     "SHA-512": hashes.SHA512,
 }
-HASH_LENGTHS: dict[str, int] = {"SHA-256": 32, "SHA-384": 48, "SHA-512": 64}
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    """The parameters of a keypair: algorithm plus key size (RSA) or curve (ECDSA, EdDSA)."""
-
-    algorithm: str
-    key_size: int | None = None
-    curve: str | None = None
-
-    @classmethod
-    def build(cls, algorithm: object, key_size: object = None, curve: object = None) -> KeySpec:
-        """Validate a combination from a request; raises ValidationError / UnsupportedAlgorithm."""
-        if not isinstance(algorithm, str):
-            raise ValidationError("algorithm must be a string.", details={"field": "algorithm"})
-        if algorithm not in ALGORITHMS:
-            raise UnsupportedAlgorithm(
-                f"algorithm must be one of {', '.join(ALGORITHMS)}.", details={"field": "algorithm"}
-            )
-        if key_size is not None and (isinstance(key_size, bool) or not isinstance(key_size, int)):
-            raise ValidationError("key_size must be an integer.", details={"field": "key_size"})
-        if curve is not None and not isinstance(curve, str):
-            raise ValidationError("curve must be a string.", details={"field": "curve"})
-        if algorithm == "RSA":
-            if curve is not None:
-                raise ValidationError("RSA keys take key_size, not curve.", details={"field": "curve"})
-            if key_size is None:
-                raise ValidationError("RSA keys need key_size.", details={"field": "key_size"})
-            if key_size not in RSA_KEY_SIZES:
-                raise UnsupportedAlgorithm(
-                    "RSA key_size must be 2048, 3072 or 4096.", details={"field": "key_size"}
-                )
-            return cls("RSA", key_size, None)
-        if key_size is not None:
-            raise ValidationError(f"{algorithm} keys take no key_size.", details={"field": "key_size"})
-        if algorithm == "ECDSA":
-            if curve is None:
-                raise ValidationError("ECDSA keys need curve.", details={"field": "curve"})
-            if curve not in EC_CURVES:
-                raise UnsupportedAlgorithm(
-                    "ECDSA curve must be P-256, P-384 or P-521.", details={"field": "curve"}
-                )
-            return cls("ECDSA", None, curve)
-        if curve not in (None, ED_CURVE):
-            raise UnsupportedAlgorithm("EdDSA keys use curve Ed25519.", details={"field": "curve"})
-        return cls("EdDSA", None, ED_CURVE)
-
-    def generate(self) -> PrivateKey:
-        """Generate a private key of this spec in process memory (disk storage)."""
-        if self.algorithm == "RSA":
-            assert self.key_size is not None
-            return rsa.generate_private_key(public_exponent=65537, key_size=self.key_size)
-        if self.algorithm == "ECDSA":
-            assert self.curve is not None
-            return ec.generate_private_key(EC_CURVES[self.curve]())
-        return ed25519.Ed25519PrivateKey.generate()
+def generate_private_key(spec: KeySpec) -> PrivateKey:
+    """Generate a private key of `spec` in process memory (disk storage)."""
+    if spec.algorithm == "RSA":
+        assert spec.key_size is not None
+        return rsa.generate_private_key(public_exponent=65537, key_size=spec.key_size)
+    if spec.algorithm == "ECDSA":
+        assert spec.curve is not None
+        return ec.generate_private_key(EC_CURVES[spec.curve]())
+    return ed25519.Ed25519PrivateKey.generate()
 
 
 @dataclass(frozen=True)
@@ -148,34 +101,43 @@ def resolve_sig_alg(spec: KeySpec, hash_algorithm: str, sig_alg: str | None) -> 
     return chosen
 
 
-def sign_with_private_key(key: PrivateKey, sig_alg: SigAlg, data: bytes) -> bytes:
-    """Sign with an in-memory key: `data` is the digest for RSA/ECDSA, the message for Ed25519."""
+def rsa_padding(sig_alg: SigAlg) -> padding.AsymmetricPadding:
+    """The RSA padding of a sig_alg: PSS with MGF1 of the same hash and salt = digest length, else PKCS#1 v1.5."""
+    if sig_alg.pss:
+        return padding.PSS(mgf=padding.MGF1(sig_alg.hash()), salt_length=sig_alg.hash().digest_size)
+    return padding.PKCS1v15()
+
+
+def sign(key: PrivateKey, sig_alg: SigAlg, data: bytes) -> bytes:
+    """The one way every key signs (disk keys in memory, HSM keys on the token, CAs, the TSA).
+
+    `data` is the digest for RSA/ECDSA (signed as Prehashed), the message for Ed25519. An ECDSA digest
+    longer than the curve's order is cut to its leftmost bits, as OpenSSL does. Raises
+    UnsupportedAlgorithm for a sig_alg of another key type, ValueError for a digest of the wrong length.
+    """
     if isinstance(key, ed25519.Ed25519PrivateKey):
+        _require(sig_alg, "EdDSA")
         return key.sign(data)
-    prehashed = utils.Prehashed(sig_alg.hash())
     if isinstance(key, rsa.RSAPrivateKey):
-        pad: padding.AsymmetricPadding
-        if sig_alg.pss:
-            pad = padding.PSS(mgf=padding.MGF1(sig_alg.hash()), salt_length=sig_alg.hash().digest_size)
-        else:
-            pad = padding.PKCS1v15()
-        return key.sign(data, pad, prehashed)
-    return key.sign(data, ec.ECDSA(prehashed))
+        _require(sig_alg, "RSA")
+        return key.sign(data, rsa_padding(sig_alg), utils.Prehashed(sig_alg.hash()))
+    _require(sig_alg, "ECDSA")
+    return key.sign(data, ec.ECDSA(utils.Prehashed(sig_alg.hash())))
+
+
+def _require(sig_alg: SigAlg, algorithm: str) -> None:
+    if sig_alg.algorithm != algorithm:
+        raise UnsupportedAlgorithm(f"sig_alg {sig_alg.name} does not fit an {algorithm} key.")
 
 
 def verify_signature(public_key: PublicKey, sig_alg: SigAlg, signature: bytes, data: bytes) -> None:
-    """Verify like `sign_with_private_key`; raises cryptography's InvalidSignature."""
+    """Verify like `sign`; raises cryptography's InvalidSignature."""
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         public_key.verify(signature, data)
         return
     prehashed = utils.Prehashed(sig_alg.hash())
     if isinstance(public_key, rsa.RSAPublicKey):
-        pad: padding.AsymmetricPadding
-        if sig_alg.pss:
-            pad = padding.PSS(mgf=padding.MGF1(sig_alg.hash()), salt_length=sig_alg.hash().digest_size)
-        else:
-            pad = padding.PKCS1v15()
-        public_key.verify(signature, data, pad, prehashed)
+        public_key.verify(signature, data, rsa_padding(sig_alg), prehashed)
         return
     public_key.verify(signature, data, ec.ECDSA(prehashed))
 

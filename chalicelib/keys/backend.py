@@ -1,20 +1,18 @@
-"""The key-backend interface shared by disk and HSM storage."""
+"""The key-backend interface shared by disk and HSM storage.
+
+A backend makes keys, hands out `cryptography` private-key objects and destroys keys; it never signs
+itself. Every signature is `algorithms.sign(backend.load(...), sig_alg, data)`, whatever the storage.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
 
-from chalicelib.keys.algorithms import KeySpec, PublicKey, SigAlg
+from chalicelib.domain.keypairs import SealedKey
+from chalicelib.keys.algorithms import KeySpec, PrivateKey, PublicKey
 
-
-@dataclass(frozen=True)
-class SealedKey:
-    """A private key encrypted under a KMS-wrapped data key (what disk storage persists)."""
-
-    ciphertext: bytes
-    nonce: bytes
-    wrapped_key: bytes
+__all__ = ["KeyBackend", "NewKey", "SealedKey"]
 
 
 @dataclass(frozen=True)
@@ -27,18 +25,20 @@ class NewKey:
 
 
 class KeyBackend(Protocol):
-    """Where private keys live. `data` to sign is the digest (RSA/ECDSA) or the message (Ed25519)."""
+    """Where private keys live: `storage` is "disk" or "hsm"."""
 
     storage: str
 
     def generate(self, account: str, key_ref: str, spec: KeySpec) -> NewKey:
-        """Make a new private key; raises HsmUnavailable / StorageUnavailable."""
+        """Make a new private key; raises HsmUnavailable / StorageUnavailable / Throttled."""
         ...
 
-    def sign(
-        self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: SigAlg, data: bytes
-    ) -> bytes:
-        """Sign with the key named by key_ref."""
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
+        """The private key named by key_ref, as a `cryptography` key object to pass to `algorithms.sign`.
+
+        `sealed` is the persisted material of a disk key (None for HSM keys). Raises KeyMissing when the
+        key no longer exists, HsmUnavailable / StorageUnavailable / Throttled when its store fails.
+        """
         ...
 
     def destroy(self, key_ref: str) -> None:

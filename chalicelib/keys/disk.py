@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chalicelib.errors import StorageUnavailable, Throttled
-from chalicelib.keys.algorithms import KeySpec, PrivateKey, SigAlg, sign_with_private_key
+from chalicelib.errors import KeyMissing, StorageUnavailable, Throttled
+from chalicelib.keys.algorithms import KeySpec, PrivateKey, generate_private_key
 from chalicelib.keys.backend import NewKey, SealedKey
 
 _THROTTLING = {"ThrottlingException", "LimitExceededException", "RequestLimitExceeded"}
@@ -26,20 +25,17 @@ def kms_error(exc: Exception) -> Exception:
 
 
 class DiskKeyStore:
-    """Seals and unseals private keys; decrypted keys are cached briefly per key reference."""
+    """Seals private keys for the key-material table and unseals them to sign; keeps no copy itself."""
 
     storage = "disk"
 
-    def __init__(self, kms: Any, kms_key_id: str, cache_seconds: float = 60.0) -> None:
+    def __init__(self, kms: Any, kms_key_id: str) -> None:
         self._kms = kms
         self._kms_key_id = kms_key_id
-        self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, PrivateKey]] = {}
-        self._lock = threading.Lock()
 
     def generate(self, account: str, key_ref: str, spec: KeySpec) -> NewKey:
         """Generate a key in memory and seal it; raises StorageUnavailable / Throttled."""
-        private_key = spec.generate()
+        private_key = generate_private_key(spec)
         sealed = self.seal(account, key_ref, private_key)
         return NewKey(private_key.public_key(), key_ref, sealed)
 
@@ -62,13 +58,14 @@ class DiskKeyStore:
         ciphertext = AESGCM(data_key["Plaintext"]).encrypt(nonce, der, key_ref.encode())
         return SealedKey(ciphertext, nonce, data_key["CiphertextBlob"])
 
-    def unseal(self, account: str, key_ref: str, sealed: SealedKey) -> PrivateKey:
-        """Decrypt a sealed key (cached for a short time per key_ref, which names one generation)."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key_ref)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
+        """Unseal the key of key_ref (one KMS Decrypt; the caller decides how long to keep the object).
+
+        Raises KeyMissing without material, StorageUnavailable / Throttled when KMS fails or the
+        material does not open under this account and key_ref.
+        """
+        if sealed is None:
+            raise KeyMissing()
         try:
             plain = self._kms.decrypt(
                 CiphertextBlob=sealed.wrapped_key,
@@ -77,31 +74,17 @@ class DiskKeyStore:
             )
         except (BotoCoreError, ClientError) as exc:
             raise kms_error(exc) from exc
-        der = AESGCM(plain["Plaintext"]).decrypt(sealed.nonce, sealed.ciphertext, key_ref.encode())
+        try:
+            der = AESGCM(plain["Plaintext"]).decrypt(sealed.nonce, sealed.ciphertext, key_ref.encode())
+        except InvalidTag as exc:
+            raise StorageUnavailable("The stored key material does not belong to this key.") from exc
         # The GCM tag authenticates a key this service generated, so OpenSSL's RSA consistency
         # check (~80 ms for RSA-3072) would only re-prove what the tag already proves.
         key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
-        with self._lock:
-            self._evict(now)
-            self._cache[key_ref] = (now + self._cache_seconds, key)  # type: ignore[assignment]
         return key  # type: ignore[return-value]
 
-    def sign(
-        self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: SigAlg, data: bytes
-    ) -> bytes:
-        """Sign with a sealed key."""
-        if sealed is None:
-            raise StorageUnavailable("The key material of this keypair is missing.")
-        return sign_with_private_key(self.unseal(account, key_ref, sealed), sig_alg, data)
-
     def destroy(self, key_ref: str) -> None:
-        """Forget any cached copy (the sealed material is deleted in the caller's transaction)."""
-        with self._lock:
-            self._cache.pop(key_ref, None)
-
-    def _evict(self, now: float) -> None:
-        for ref in [ref for ref, (expires, _) in self._cache.items() if expires <= now]:
-            del self._cache[ref]
+        """Nothing to do here: the sealed material is deleted in the caller's transaction."""
 
     @staticmethod
     def _context(account: str, key_ref: str) -> dict[str, str]:

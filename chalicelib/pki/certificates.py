@@ -7,7 +7,6 @@ or be an HSM-backed key object; this module cannot tell them apart.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chalicelib.clock import rfc3339
+from chalicelib.domain.keypairs import Certificate
 from chalicelib.keys.algorithms import PrivateKey, PublicKey
 
 CA_LIFETIME = timedelta(days=3650)
@@ -23,36 +23,15 @@ STATIC_CERT_LIFETIME = timedelta(days=365)
 CATEGORIES = ("production", "test")
 
 
-@dataclass(frozen=True)
-class CertificateInfo:
+def describe(cert: x509.Certificate) -> Certificate:
     """A certificate as API.md shows it."""
-
-    serial: str
-    pem: str
-    not_before: str
-    not_after: str
-    issuer: str
-
-    @classmethod
-    def of(cls, cert: x509.Certificate) -> CertificateInfo:
-        """Describe a certificate."""
-        return cls(
-            serial=format(cert.serial_number, "x"),
-            pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-            not_before=rfc3339(cert.not_valid_before_utc),
-            not_after=rfc3339(cert.not_valid_after_utc),
-            issuer=cert.issuer.rfc4514_string(),
-        )
-
-    def as_dict(self) -> dict[str, str]:
-        """JSON form."""
-        return {
-            "serial": self.serial,
-            "pem": self.pem,
-            "not_before": self.not_before,
-            "not_after": self.not_after,
-            "issuer": self.issuer,
-        }
+    return Certificate(
+        serial=format(cert.serial_number, "x"),
+        pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        not_before=rfc3339(cert.not_valid_before_utc),
+        not_after=rfc3339(cert.not_valid_after_utc),
+        issuer=cert.issuer.rfc4514_string(),
+    )
 
 
 def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:

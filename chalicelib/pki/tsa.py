@@ -2,8 +2,12 @@
 
 Tokens are CMS SignedData over a TSTInfo, with the signed attributes OpenSSL 3.0 insists on (content
 type, message digest and ESS signing-certificate-v2), so `openssl ts -verify` accepts them with the
-account's production CA as trust anchor. OpenSSL 3.0 cannot verify Ed25519 CMS, so an Ed25519 TSA
-works with `verify_token` only; bootstrap gives the TSA an ECDSA P-256 or RSA key.
+account's production CA as trust anchor. OpenSSL 3.0 cannot verify Ed25519 CMS, so an Ed25519 TSA's
+tokens verify with rotasign's own verifier only; bootstrap gives the TSA an ECDSA P-256 or RSA key.
+
+Every signature the service makes carries a token, so a token must cost little more than its
+signature: asn1crypto encodes the parts that never change once per TSA, and each token only fills
+in serial, genTime, message imprint and nonce with the DER helpers of `chalicelib.pki.der`.
 """
 
 from __future__ import annotations
@@ -22,17 +26,59 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from chalicelib.errors import UnsupportedAlgorithm, ValidationError
-from chalicelib.keys.algorithms import SIG_ALGS, PrivateKey, SigAlg, sign_with_private_key
-from chalicelib.pki.timestamps import IMPRINT_HASH_LENGTHS, TimeStampResp, hash_name
+from chalicelib.keys.algorithms import SIG_ALGS, PrivateKey, SigAlg, sign
+from chalicelib.pki import der
 
 # The TSA policy under which rotasign issues tokens (TSTInfo.policy). It is a UUID-derived OID under
 # 2.25 (ITU-T X.667), an arc anyone may allocate from without registration, so it collides with no
 # one's policy. Replace it with an OID under the operator's own enterprise arc if they have one.
 ROTASIGN_TSA_POLICY = "2.25.268885318414942805909510176005677690690"
 
+# Message-imprint hashes a TSA may time-stamp, by asn1crypto name, with their digest lengths.
+# SHA-1 is deliberately absent: a SHA-1 imprint no longer binds the data.
+IMPRINT_HASH_LENGTHS: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+_HASHES: dict[str, Callable[[bytes], Any]] = {
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 _SERIAL_TIME_BITS = 48
 _SERIAL_RANDOM_BITS = 80
+
+# Fixed DER pieces, encoded by asn1crypto once at import.
+_SIGNED_DATA_OID: bytes = cms.ContentType("signed_data").dump()
+_TST_INFO_OID: bytes = cms.ContentType("tst_info").dump()
+_MESSAGE_DIGEST_OID: bytes = cms.CMSAttributeType("message_digest").dump()
+_VERSION_1: bytes = core.Integer(1).dump()
+_VERSION_3: bytes = core.Integer(3).dump()
+_GRANTED: bytes = tsp.PKIStatusInfo({"status": "granted"}).dump()
+# The imprint's AlgorithmIdentifier: asn1crypto's (NULL parameters) for `stamp`; for a query, the
+# same form the client used (RFC 3161 2.4.2: the imprint is the request's), keyed by "NULL present".
+_IMPRINT_ALGORITHMS: dict[str, bytes] = {n: algos.DigestAlgorithm({"algorithm": n}).dump() for n in _HASHES}
+_QUERY_IMPRINT_ALGORITHMS: dict[tuple[str, bool], bytes] = {
+    (n, null): algos.DigestAlgorithm({"algorithm": n, "parameters": core.Null() if null else None}).dump()
+    for n in _HASHES
+    for null in (True, False)
+}
+
+
+def hash_name(name: str) -> str | None:
+    """The asn1crypto name (`sha256`) for `sha256`, `SHA-256` or `SHA256`; None when not supported."""
+    normalized = name.lower().replace("-", "")
+    return normalized if normalized in IMPRINT_HASH_LENGTHS else None
+
+
+class TimeStampResp(core.Sequence):  # type: ignore[misc]
+    """RFC 3161 TimeStampResp: asn1crypto's own marks the token mandatory, so rejections fail to parse."""
+
+    _fields = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
 
 
 def utc_now() -> datetime:
@@ -50,7 +96,7 @@ class _Rejection(Exception):
 
 
 class TimeStampAuthority:
-    """Issues RFC 3161 time-stamp tokens with an account's TSA key."""
+    """Issues RFC 3161 time-stamp tokens with an account's TSA key; safe to share between threads."""
 
     def __init__(
         self,
@@ -64,10 +110,12 @@ class TimeStampAuthority:
     ) -> None:
         """Check the key, certificate and settings fit together; raises ValueError/UnsupportedAlgorithm."""
         self._key = key
-        self._sig_alg, self._digest_alg, self._signature_alg = _signature_scheme(key)
+        self._sig_alg, digest_alg, signature_alg = _signature_scheme(key)
+        self._hash = _HASHES[digest_alg]
+        self._pure_eddsa = isinstance(key, ed25519.Ed25519PrivateKey)
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        der = serialization.Encoding.DER
-        if key.public_key().public_bytes(der, spki) != certificate.public_key().public_bytes(der, spki):
+        encoding = serialization.Encoding.DER
+        if key.public_key().public_bytes(encoding, spki) != certificate.public_key().public_bytes(encoding, spki):
             raise ValueError("The TSA certificate does not belong to the TSA key.")
         try:
             eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
@@ -78,26 +126,23 @@ class TimeStampAuthority:
             raise ValueError("The TSA certificate needs a critical extended key usage of timeStamping only.")
         if accuracy_ms < 1:
             raise ValueError("accuracy_ms must be at least 1.")
-        self._policy: str = core.ObjectIdentifier(policy_oid).dotted  # raises ValueError if malformed
+        policy = core.ObjectIdentifier(policy_oid)  # raises ValueError if malformed
+        self._policy: str = policy.dotted
         self._clock = clock
         seconds, millis = divmod(accuracy_ms, 1000)
-        self._accuracy: dict[str, int] = {}
-        if seconds:
-            self._accuracy["seconds"] = seconds
-        if millis:
-            self._accuracy["millis"] = millis
+        accuracy = {name: value for name, value in (("seconds", seconds), ("millis", millis)) if value}
 
-        # The fixed parts are kept as DER and loaded afresh per token: asn1crypto objects shared
-        # between structures get re-encoded on every dump (slow) and are not safe across threads.
-        cert_der = certificate.public_bytes(der)
+        # Everything below is the same in every token: encode it once, as DER bytes (immutable, so
+        # threads share them; asn1crypto objects would re-encode on dump and are not thread-safe).
+        cert_der = certificate.public_bytes(encoding)
         asn1_cert = asn1_x509.Certificate.load(cert_der)
-        self._certificate_ders = [cert_der] + [c.public_bytes(der) for c in chain]
-        self._tsa_name_der: bytes = asn1_x509.GeneralName(name="directory_name", value=asn1_cert.subject).dump()
-        self._sid_der: bytes = cms.SignerIdentifier(
-            name="issuer_and_serial_number",
-            value={"issuer": asn1_cert.issuer, "serial_number": asn1_cert.serial_number},
-        ).dump()
-        self._signing_certificate_der: bytes = tsp.SigningCertificateV2(
+        tsa_name = asn1_x509.GeneralName(name="directory_name", value=asn1_cert.subject)
+        # TSTInfo: version and policy open it; accuracy and the tsa name ([0] EXPLICIT) close it, with
+        # `ordering` left out at its DEFAULT (FALSE), as DER requires, and the nonce between them.
+        self._tst_head = _VERSION_1 + policy.dump()
+        self._tst_accuracy = tsp.Accuracy(accuracy).dump()
+        self._tst_tsa = der.tlv(der.context(0), tsa_name.dump())
+        signing_certificate = tsp.SigningCertificateV2(
             {
                 "certs": [
                     {
@@ -110,19 +155,41 @@ class TimeStampAuthority:
                     }
                 ]
             }
+        )
+        self._fixed_attrs: tuple[bytes, bytes] = (
+            cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump(),
+            cms.CMSAttribute({"type": "signing_certificate_v2", "values": [signing_certificate]}).dump(),
+        )
+        digest_algorithm = algos.DigestAlgorithm({"algorithm": digest_alg}).dump()
+        sid = cms.SignerIdentifier(
+            name="issuer_and_serial_number",
+            value={"issuer": asn1_cert.issuer, "serial_number": asn1_cert.serial_number},
         ).dump()
-        self._content_type_attr_der: bytes = cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump()
-        self._signing_certificate_attr_der: bytes = cms.CMSAttribute(
-            {
-                "type": "signing_certificate_v2",
-                "values": [tsp.SigningCertificateV2.load(self._signing_certificate_der)],
-            }
+        self._signer_head = _VERSION_1 + sid + digest_algorithm
+        # RFC 4055: PKCS#1 v1.5 identifiers carry NULL parameters; ECDSA and Ed25519 ones carry none.
+        parameters = core.Null() if isinstance(key, rsa.RSAPrivateKey) else None
+        self._signature_algorithm = algos.SignedDigestAlgorithm(
+            {"algorithm": signature_alg, "parameters": parameters}
         ).dump()
+        # RFC 5652: v3 because the content type is not id-data; CertificateSet is a SET OF, so sorted.
+        self._signed_data_head = _VERSION_3 + der.set_of(digest_algorithm)
+        certificates = [cert_der] + [c.public_bytes(encoding) for c in chain]
+        self._certificates = der.tlv(der.context(0), b"".join(sorted(certificates)))
 
     def stamp(
-        self, digest: bytes, hash_algorithm: str = "sha256", *, nonce: int | None = None, cert_req: bool = True
+        self,
+        digest: bytes,
+        hash_algorithm: str = "sha256",
+        *,
+        nonce: int | None = None,
+        cert_req: bool = True,
+        at: datetime | None = None,
     ) -> bytes:
-        """A DER TimeStampToken over `digest`; raises UnsupportedAlgorithm or ValidationError."""
+        """A DER TimeStampToken over `digest`; raises UnsupportedAlgorithm, ValidationError or ValueError.
+
+        genTime is `at` (default: the TSA's clock) cut to whole milliseconds; `at` must be
+        timezone-aware. With `cert_req` the token carries the TSA certificate and chain.
+        """
         name = hash_name(hash_algorithm)
         if name is None:
             raise UnsupportedAlgorithm(
@@ -132,9 +199,8 @@ class TimeStampAuthority:
             raise ValidationError(
                 f"A {name} digest is {IMPRINT_HASH_LENGTHS[name]} bytes long.", details={"field": "digest"}
             )
-        imprint = tsp.MessageImprint({"hash_algorithm": {"algorithm": name}, "hashed_message": digest})
-        token: bytes = self._token(imprint, nonce, cert_req).dump()
-        return token
+        imprint = der.sequence(_IMPRINT_ALGORITHMS[name], der.octet_string(digest))
+        return self._token(imprint, nonce, cert_req, at)
 
     def respond(self, query_der: bytes) -> bytes:
         """A DER TimeStampResp to a DER TimeStampReq; bad queries get a `rejection` reply, not an error.
@@ -155,73 +221,57 @@ class TimeStampAuthority:
                 }
             ).dump()
             return reply
-        token = self._token(query["message_imprint"], query["nonce"].native, bool(query["cert_req"].native))
-        granted: bytes = TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
-        return granted
+        imprint = query["message_imprint"]
+        algorithm = imprint["hash_algorithm"]
+        # Re-encoded rather than copied, so a query in BER still gets a token in DER.
+        imprint_der = der.sequence(
+            _QUERY_IMPRINT_ALGORITHMS[algorithm["algorithm"].native, isinstance(algorithm["parameters"], core.Null)],
+            der.octet_string(imprint["hashed_message"].native),
+        )
+        token = self._token(imprint_der, query["nonce"].native, bool(query["cert_req"].native), None)
+        return der.sequence(_GRANTED, token)
 
-    def _token(self, imprint: Any, nonce: int | None, cert_req: bool) -> Any:
-        """The TimeStampToken (a cms.ContentInfo) for one message imprint."""
-        now = self._clock()
+    def _token(self, imprint: bytes, nonce: int | None, cert_req: bool, at: datetime | None) -> bytes:
+        """The DER TimeStampToken (a CMS ContentInfo) for one encoded MessageImprint."""
+        gen_time = self._gen_time(at)
+        tst_info = der.sequence(
+            self._tst_head,
+            imprint,
+            der.integer(_new_serial(gen_time)),
+            der.generalized_time(gen_time),
+            self._tst_accuracy,
+            b"" if nonce is None else der.integer(nonce),
+            self._tst_tsa,
+        )
+        message_digest = der.sequence(_MESSAGE_DIGEST_OID, der.set_of(der.octet_string(self._hash(tst_info).digest())))
+        # The signature covers the attributes as a DER SET OF; the SignerInfo carries the same
+        # content under [0] IMPLICIT.
+        attrs = der.set_of(message_digest, *self._fixed_attrs)
+        to_sign = attrs if self._pure_eddsa else self._hash(attrs).digest()  # RFC 8419: PureEdDSA signs the message
+        signature = sign(self._key, self._sig_alg, to_sign)
+        signer_info = der.sequence(
+            self._signer_head,
+            bytes((der.context(0),)) + attrs[1:],
+            self._signature_algorithm,
+            der.octet_string(signature),
+        )
+        encap_content_info = der.sequence(_TST_INFO_OID, der.tlv(der.context(0), der.octet_string(tst_info)))
+        signed_data = der.sequence(
+            self._signed_data_head,
+            encap_content_info,
+            # RFC 3161 2.4.1: without certReq the certificates field MUST be absent.
+            self._certificates if cert_req else b"",
+            der.set_of(signer_info),
+        )
+        return der.sequence(_SIGNED_DATA_OID, der.tlv(der.context(0), signed_data))
+
+    def _gen_time(self, at: datetime | None) -> datetime:
+        """genTime: `at` or the clock, in UTC, cut to milliseconds (finer would claim more than `accuracy`)."""
+        now = self._clock() if at is None else at
         if now.tzinfo is None:
-            raise ValueError("The TSA clock must return timezone-aware datetimes.")
-        # genTime carries milliseconds: finer digits would claim more precision than `accuracy`.
-        gen_time = now.astimezone(UTC)
-        gen_time = gen_time.replace(microsecond=gen_time.microsecond // 1000 * 1000)
-        tst_fields: dict[str, Any] = {
-            "version": "v1",
-            "policy": self._policy,
-            "message_imprint": imprint,
-            "serial_number": _new_serial(gen_time),
-            "gen_time": gen_time,
-            "accuracy": self._accuracy,
-            "ordering": False,
-            "tsa": asn1_x509.GeneralName.load(self._tsa_name_der),
-        }
-        if nonce is not None:
-            tst_fields["nonce"] = nonce
-        tst_der: bytes = tsp.TSTInfo(tst_fields).dump()
-
-        # The two fixed attributes go in as loaded DER: built from dicts, asn1crypto re-encodes them on
-        # every dump, and for a signing-certificate attribute of 128+ bytes that took ~15 ms a stamp.
-        signed_attrs = cms.CMSAttributes(
-            [
-                cms.CMSAttribute.load(self._content_type_attr_der),
-                {"type": "message_digest", "values": [hashlib.new(self._digest_alg, tst_der).digest()]},
-                cms.CMSAttribute.load(self._signing_certificate_attr_der),
-            ]
-        )
-        # The signature covers the DER SET OF (CMSAttributes dumps sorted, as DER requires).
-        attrs_der: bytes = signed_attrs.dump()
-        if isinstance(self._key, ed25519.Ed25519PrivateKey):
-            to_sign = attrs_der  # PureEdDSA signs the message itself (RFC 8419)
-        else:
-            to_sign = hashlib.new(self._digest_alg, attrs_der).digest()
-        signature = sign_with_private_key(self._key, self._sig_alg, to_sign)
-
-        signature_algorithm: dict[str, Any] = {"algorithm": self._signature_alg}
-        if isinstance(self._key, rsa.RSAPrivateKey):
-            signature_algorithm["parameters"] = core.Null()  # RFC 4055: NULL for PKCS#1 v1.5
-        signer_info = cms.SignerInfo(
-            {
-                "version": "v1",
-                "sid": cms.SignerIdentifier.load(self._sid_der),
-                "digest_algorithm": {"algorithm": self._digest_alg},
-                # Embed exactly the bytes that were signed.
-                "signed_attrs": cms.CMSAttributes.load(attrs_der),
-                "signature_algorithm": algos.SignedDigestAlgorithm(signature_algorithm),
-                "signature": signature,
-            }
-        )
-        signed_data: dict[str, Any] = {
-            "version": "v3",  # RFC 5652: v3 because the content type is not id-data
-            "digest_algorithms": [{"algorithm": self._digest_alg}],
-            "encap_content_info": {"content_type": "tst_info", "content": core.ParsableOctetString(tst_der)},
-            "signer_infos": [signer_info],
-        }
-        # RFC 3161 2.4.1: without certReq the certificates field MUST be absent.
-        if cert_req:
-            signed_data["certificates"] = [asn1_x509.Certificate.load(c) for c in self._certificate_ders]
-        return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
+            raise ValueError("The time of a time-stamp must be timezone-aware.")
+        now = now.astimezone(UTC)
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _parse_query(query_der: bytes, policy: str) -> Any:
@@ -271,6 +321,6 @@ def _new_serial(gen_time: datetime) -> int:
     serials collide only if issued in the same millisecond with the same 80 bits (odds about 2^-41
     even at a million stamps in one millisecond).
     """
-    millis = (gen_time - _EPOCH) // timedelta(milliseconds=1)
+    millis = (gen_time - _EPOCH) // _MILLISECOND
     serial = ((millis % (1 << _SERIAL_TIME_BITS)) << _SERIAL_RANDOM_BITS) | secrets.randbits(_SERIAL_RANDOM_BITS)
     return serial or 1

@@ -1,24 +1,22 @@
-"""An account's issuing CAs and TSA key: created at bootstrap, loaded (and cached) to issue."""
+"""An account's issuing CAs and TSA key: created at bootstrap, loaded (and cached) to issue and stamp."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
-
+from chalicelib.cache import TtlCache
+from chalicelib.domain.identity import Account
 from chalicelib.errors import StorageUnavailable
-from chalicelib.keys.algorithms import PrivateKey
-from chalicelib.keys.backend import SealedKey
-from chalicelib.pki.certificates import load_pem
-from chalicelib.services.deps import Deps
-from chalicelib.storage.models import AccountModel, KeyMaterialModel
-from chalicelib.storage.tx import storage_error
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from chalicelib.keys.algorithms import PrivateKey
+    from chalicelib.services.container import Deps
 
 AUTHORITY_CACHE_SECONDS = 300.0
+ROLES = ("production", "test", "tsa")
 
 
 def authority_ref(account: str, role: str) -> str:
@@ -28,24 +26,9 @@ def authority_ref(account: str, role: str) -> str:
 
 def new_authority_key() -> PrivateKey:
     """CA and TSA keys are ECDSA P-256: fast to issue with, and verifiable by every openssl."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     return ec.generate_private_key(ec.SECP256R1())
-
-
-def material_item(account: str, ref: str, sealed: SealedKey, now_iso: str) -> KeyMaterialModel:
-    """A key-material row for a sealed private key."""
-    return KeyMaterialModel(
-        ref,
-        account=account,
-        ciphertext=sealed.ciphertext,
-        nonce=sealed.nonce,
-        wrapped_key=sealed.wrapped_key,
-        created_at=now_iso,
-    )
-
-
-def sealed_of(item: KeyMaterialModel) -> SealedKey:
-    """The SealedKey held by a key-material row."""
-    return SealedKey(bytes(item.ciphertext), bytes(item.nonce), bytes(item.wrapped_key))
 
 
 @dataclass(frozen=True)
@@ -57,35 +40,28 @@ class Authority:
 
 
 class Authorities:
-    """Loads an account's CA and TSA keys, caching them for a few minutes."""
+    """Loads an account's CA and TSA keys; a loaded key object is kept for a few minutes."""
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
-        self._cache: dict[tuple[str, str], tuple[float, Authority]] = {}
-        self._lock = threading.Lock()
+        self._cache: TtlCache[tuple[str, str], Authority] = TtlCache(AUTHORITY_CACHE_SECONDS)
 
-    def get(self, account: AccountModel, role: str) -> Authority:
+    def get(self, account: Account, role: str) -> Authority:
         """`role` is `production`, `test` or `tsa`; raises StorageUnavailable / HsmUnavailable."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get((account.id, role))
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        from chalicelib.pki.certificates import load_pem
+
+        hit = self._cache.get((account.id, role))
+        if hit is not None:
+            return hit
         pem = {"production": account.production_ca_pem, "test": account.test_ca_pem, "tsa": account.tsa_pem}[role]
         ref = authority_ref(account.id, role)
         if account.ca_storage == "hsm":
-            key = self._deps.hsm().private_key(ref)
+            key = self._deps.hsm().load(account.id, ref, None)
         else:
-            try:
-                material = KeyMaterialModel.get(ref)
-            except DoesNotExist as exc:
-                raise StorageUnavailable("The account's CA key is missing.") from exc
-            except PynamoDBException as exc:
-                raise storage_error(exc) from exc
-            key = self._deps.disk.unseal(account.id, ref, sealed_of(material))
+            material = self._deps.store.keypairs.material(ref)
+            if material is None:
+                raise StorageUnavailable("The account's CA key is missing.")
+            key = self._deps.disk.load(account.id, ref, material.sealed)
         authority = Authority(key, load_pem(pem))
-        with self._lock:
-            self._cache[(account.id, role)] = (now + AUTHORITY_CACHE_SECONDS, authority)
+        self._cache.put((account.id, role), authority)
         return authority
-
-

@@ -1,4 +1,4 @@
-"""Sealed pagination tokens: AES-GCM over account, route, filters, position and expiry."""
+"""Sealed pagination tokens: AES-GCM over account, route, filters, position and expiry; one list page."""
 
 from __future__ import annotations
 
@@ -8,26 +8,34 @@ import hashlib
 import json
 import os
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chalicelib.errors import InvalidPaginationToken, ValidationError
+from chalicelib.errors import InvalidPaginationToken
 
 TOKEN_LIFETIME_SECONDS = 3600
 _AAD = b"rotasign-pagination-v1"
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+T = TypeVar("T")
 
 
-def parse_limit(raw: str | None) -> int:
-    """`?limit=`: 1..500, default 50; raises ValidationError."""
-    if raw is None:
-        return DEFAULT_LIMIT
-    # isdigit() alone accepts "²" (int() then fails) and other scripts' digits.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ValidationError("limit must be an integer from 1 to 500.", details={"field": "limit"})
-    return int(raw)
+@dataclass(frozen=True)
+class PageRequest:
+    """`?limit=` and `?next=` of a list route."""
+
+    limit: int = DEFAULT_LIMIT
+    next: str | None = None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list: its items and the token of the next page (None at the end)."""
+
+    items: list[T]
+    next: str | None
 
 
 def _filters_digest(filters: dict[str, Any]) -> str:
@@ -67,3 +75,21 @@ def open_token(key: bytes, token: str, account: str, route: str, filters: dict[s
     ):
         raise InvalidPaginationToken()
     return payload["p"]
+
+
+class Pager:
+    """Seals and opens the positions of one list route for one account and filter set."""
+
+    def __init__(self, key: bytes, account: str, route: str, filters: dict[str, Any]) -> None:
+        self._key, self._account, self._route, self._filters = key, account, route, filters
+
+    def start(self, request: PageRequest) -> Any:
+        """The position a request's `next` token holds (None for the first page); raises InvalidPaginationToken."""
+        if not request.next:
+            return None
+        return open_token(self._key, request.next, self._account, self._route, self._filters)
+
+    def page(self, items: list[T], position: Any) -> Page[T]:
+        """A page with a sealed token for `position` (None when the list ended)."""
+        token = seal(self._key, self._account, self._route, self._filters, position) if position else None
+        return Page(items, token)

@@ -16,26 +16,19 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import PynamoDBException
-
 from chalicelib import metrics
 from chalicelib.clock import due_window, parse_rfc3339, rfc3339
 from chalicelib.errors import RotasignError
-from chalicelib.services.keypairs import DUE_SHARD
-from chalicelib.services.refresh import RefreshMessage
+from chalicelib.services.refresh_queue import RefreshMessage
 from chalicelib.services.sweep import sweep_orphans
-from chalicelib.storage.models import KeypairModel
-from chalicelib.storage.tx import storage_error
 
 if TYPE_CHECKING:
-    from chalicelib.services.deps import Deps
-    from chalicelib.services.registry import Services
+    from chalicelib.services.container import Deps, Services
 
 log = logging.getLogger("rotasign.scheduler")
 SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
 READ_BATCH = 100  # BatchGetItem takes at most 100 keys
 SENDERS = 4  # SendMessageBatch calls in flight at once
-_DETAIL_ATTRIBUTES = ["account", "id", "type", "generation", "next_refresh_at", "deleted_at"]
 
 
 class EnqueueFailed(Exception):
@@ -68,7 +61,7 @@ def run_tick(services: Services, now: datetime | None = None) -> TickResult:
     now = now or deps.clock()
     swept = 0
     try:
-        swept = len(sweep_orphans(deps, services.refresh.options, now).removed)
+        swept = len(sweep_orphans(deps, now).removed)
     except RotasignError as exc:
         log.warning("sweep failed", extra={"event": "sweep", "outcome": "failure", "error": exc.code})
     result = enqueue_due(deps, now)
@@ -90,36 +83,29 @@ def due_bound(now: datetime, interval_seconds: int) -> str:
     return rfc3339(bound.replace(microsecond=0))
 
 
-def due_keys(now: datetime, interval_seconds: int, page_size: int = 1000) -> Iterator[tuple[str, str, str]]:
-    """(account, keypair id, next_refresh_at) of every due keypair, oldest first; raises PynamoDBException."""
-    condition = KeypairModel.next_refresh_at <= due_bound(now, interval_seconds)
-    for item in KeypairModel.due.query(DUE_SHARD, condition, page_size=page_size):
-        yield item.account, item.id, item.next_refresh_at
+def due_messages(deps: Deps, now: datetime) -> Iterator[tuple[RefreshMessage, str]]:
+    """A refresh message and its `next_refresh_at` for every keypair due at `now`.
 
-
-def _details(keys: list[tuple[str, str]], bound: str) -> Iterator[tuple[RefreshMessage, str]]:
-    """Messages for a chunk of due keys, read for their generation; drops rows no longer due or live."""
-    for kp in KeypairModel.batch_get(keys, attributes_to_get=_DETAIL_ATTRIBUTES):
-        # The index is eventually consistent: a row refreshed since it was read there is not due.
-        if kp.deleted_at or kp.type != "dynamic" or not kp.next_refresh_at or kp.next_refresh_at > bound:
-            continue
-        yield RefreshMessage(kp.account, kp.id, int(kp.generation)), kp.next_refresh_at
-
-
-def due_messages(now: datetime, interval_seconds: int) -> Iterator[tuple[RefreshMessage, str]]:
-    """A refresh message and its `next_refresh_at` for every keypair due at `now`; raises PynamoDBException.
-
-    One index query, page by page, and one BatchGetItem per 100 keypairs.
+    One index query, page by page, and one consistent BatchGetItem per 100 keypairs for the generation
+    the message carries. The index is eventually consistent: a row refreshed since it was read there
+    is no longer due and is dropped.
     """
-    bound = due_bound(now, interval_seconds)
+    bound = due_bound(now, deps.settings.schedule_seconds)
+    repo = deps.store.keypairs
     chunk: list[tuple[str, str]] = []
-    for account, kp_id, _ in due_keys(now, interval_seconds):
-        chunk.append((account, kp_id))
+
+    def details() -> Iterator[tuple[RefreshMessage, str]]:
+        for due in repo.due_details(chunk):
+            if due.next_refresh_at <= bound:
+                yield RefreshMessage(due.account, due.keypair_id, due.generation), due.next_refresh_at
+
+    for key in repo.due(bound):
+        chunk.append(key)
         if len(chunk) == READ_BATCH:
-            yield from _details(chunk, bound)
+            yield from details()
             chunk = []
     if chunk:
-        yield from _details(chunk, bound)
+        yield from details()
 
 
 class _Sender:
@@ -176,12 +162,10 @@ def enqueue_due(deps: Deps, now: datetime) -> TickResult:
     sender = _Sender(deps)
     queued = 0
     try:
-        for message, due_at in due_messages(now, deps.settings.schedule_seconds):
+        for message, due_at in due_messages(deps, now):
             result.due += 1
             oldest = due_at if oldest is None else min(oldest, due_at)
             sender.add(message)
-    except PynamoDBException as exc:
-        raise storage_error(exc) from exc
     finally:
         queued = sender.close()
     result.enqueued = queued

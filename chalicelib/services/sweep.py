@@ -18,17 +18,16 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from typing import TYPE_CHECKING
 
 from chalicelib.clock import rfc3339
+from chalicelib.domain.keypairs import Keypair, KeyRef
+from chalicelib.domain.logs import SCHEDULER, Actor, AuditEntry
 from chalicelib.errors import RotasignError
-from chalicelib.services.audit import SCHEDULER, Actor, audit_item, write_audit
-from chalicelib.services.deps import Deps
-from chalicelib.services.keypairs import parse_key_ref
-from chalicelib.services.refresh import RefreshOptions
-from chalicelib.storage.models import GenerationModel, KeypairModel
-from chalicelib.storage.tx import storage_error
+from chalicelib.services.refresh import sweep_min_age
+
+if TYPE_CHECKING:
+    from chalicelib.services.container import Deps
 
 log = logging.getLogger("rotasign.sweep")
 
@@ -45,7 +44,7 @@ class SweepResult:
 @dataclass(frozen=True)
 class _Owner:
     account: str | None
-    keypair: KeypairModel | None
+    keypair: Keypair | None
 
 
 def hsm_configured(deps: Deps) -> bool:
@@ -53,7 +52,7 @@ def hsm_configured(deps: Deps) -> bool:
     return bool(deps.settings.hsm_pin or deps.settings.hsm_pin_secret)
 
 
-def sweep_orphans(deps: Deps, options: RefreshOptions, now: datetime | None = None) -> SweepResult:
+def sweep_orphans(deps: Deps, now: datetime | None = None) -> SweepResult:
     """Destroy unreferenced HSM keys older than the minimum age, one audit entry per key removed.
 
     Raises StorageUnavailable / Throttled if DynamoDB fails (nothing is destroyed without a consistent read).
@@ -63,7 +62,7 @@ def sweep_orphans(deps: Deps, options: RefreshOptions, now: datetime | None = No
         result.skipped = "no_hsm"
         return result
     now = now or deps.clock()
-    cutoff = int((now - options.sweep_min_age(deps.settings.schedule_seconds)).timestamp())
+    cutoff = int((now - sweep_min_age(deps)).timestamp())
     try:
         hsm = deps.hsm()
         labels = hsm.list_refs()
@@ -73,15 +72,14 @@ def sweep_orphans(deps: Deps, options: RefreshOptions, now: datetime | None = No
         return result
     candidates: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
     for label in labels:
-        parsed = parse_key_ref(label)
+        parsed = KeyRef.parse(label)
         if parsed is None:
             continue
         result.examined += 1
-        kp_id, generation, created = parsed
-        if created <= cutoff:
-            candidates[kp_id].append((label, generation, created))
+        if parsed.created <= cutoff:
+            candidates[parsed.keypair_id].append((label, parsed.generation, parsed.created))
     for kp_id, refs in candidates.items():
-        owner = _owner(kp_id)
+        owner = _owner(deps, kp_id)
         for label, generation, created in refs:
             kp = owner.keypair
             if kp is not None and not kp.deleted_at and kp.key_ref == label:
@@ -96,19 +94,13 @@ def sweep_orphans(deps: Deps, options: RefreshOptions, now: datetime | None = No
     return result
 
 
-def _owner(kp_id: str) -> _Owner:
+def _owner(deps: Deps, kp_id: str) -> _Owner:
     """The account (from any generation row) and keypair row of a keypair id; labels carry no account."""
-    try:
-        first = next(iter(GenerationModel.query(kp_id, limit=1)), None)
-        if first is None:
-            # No generation was ever committed: the key is from a create that never finished.
-            return _Owner(None, None)
-        try:
-            return _Owner(first.account, KeypairModel.get(first.account, kp_id, consistent_read=True))
-        except DoesNotExist:
-            return _Owner(first.account, None)
-    except PynamoDBException as exc:
-        raise storage_error(exc) from exc
+    first = deps.store.generations.first(kp_id)
+    if first is None:
+        # No generation was ever committed: the key is from a create that never finished.
+        return _Owner(None, None)
+    return _Owner(first.account, deps.store.keypairs.get(first.account, kp_id))
 
 
 def _audit(
@@ -116,14 +108,13 @@ def _audit(
 ) -> None:
     assert owner.account is not None
     kp = owner.keypair
-    entry = audit_item(
-        Actor(owner.account, SCHEDULER), now, type=kp.type if kp is not None else "dynamic", action="sweep",
-        resource_id=kp_id, resource_alias=kp.alias if kp is not None else None,
-        retention_days=deps.settings.log_retention_days,
+    entry = AuditEntry.new(
+        Actor(owner.account, SCHEDULER), now, type=kp.type.value if kp is not None else "dynamic", action="sweep",
+        resource_id=kp_id, resource_alias=kp.alias if kp is not None else None, expires=deps.log_expiry(now),
         details={"key_ref": label, "generation": generation, "reason": reason, "storage": "hsm",
                  "key_created_at": rfc3339(datetime.fromtimestamp(created, UTC))},
     )
     try:
-        write_audit(entry)
-    except PynamoDBException:
+        deps.store.audit.append(entry)
+    except RotasignError:
         log.error("could not audit a swept key", exc_info=True, extra={"event": "sweep_audit_failed", "key_ref": label})

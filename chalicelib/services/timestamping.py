@@ -21,16 +21,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
 
+from chalicelib.domain.identity import Account
 from chalicelib.errors import Conflict, HsmUnavailable, NotFound, Unauthenticated
 from chalicelib.ids import looks_like_id
-from chalicelib.pki.certificates import load_pem
-from chalicelib.pki.timestamps import TimeStampResp
-from chalicelib.pki.tsa import TimeStampAuthority
-from chalicelib.services.accounts import AccountCache
-from chalicelib.services.authorities import Authorities, Authority
-from chalicelib.services.deps import Deps
-from chalicelib.storage.models import AccountModel
+
+if TYPE_CHECKING:
+    from chalicelib.pki.tsa import TimeStampAuthority
+    from chalicelib.services.accounts import AccountCache
+    from chalicelib.services.authorities import Authorities, Authority
+    from chalicelib.services.container import Deps
 
 log = logging.getLogger("rotasign.timestamps")
 
@@ -119,8 +121,11 @@ class TimestampService:
         self._tsas: dict[str, tuple[Authority, TimeStampAuthority]] = {}
         self._lock = threading.Lock()
 
-    def authority(self, account: AccountModel) -> TimeStampAuthority:
+    def authority(self, account: Account) -> TimeStampAuthority:
         """The account's TSA; raises StorageUnavailable / HsmUnavailable when its key cannot be loaded."""
+        from chalicelib.pki.certificates import load_pem
+        from chalicelib.pki.tsa import TimeStampAuthority
+
         loaded = self.authorities.get(account, "tsa")
         with self._lock:
             hit = self._tsas.get(account.id)
@@ -136,6 +141,8 @@ class TimestampService:
 
     def respond(self, account_id: str, query: bytes) -> bytes:
         """A DER TimeStampResp to a DER query (bad queries get a `rejection` reply); raises 503s only."""
+        from chalicelib.pki.tsa import TimeStampResp
+
         tsa = self.authority(self.accounts.get(account_id))
         with _key_failures():
             reply = tsa.respond(query)
@@ -144,21 +151,16 @@ class TimestampService:
             self.counter.add(account_id, "query")
         return reply
 
-    def stamp_digest(self, account_id: str, digest: bytes) -> bytes:
-        """A DER TimeStampToken (with the TSA certificate) over a SHA-256 digest; raises 503s."""
-        tsa = self.authority(self.accounts.get(account_id))
+    def stamp_signature(self, account: Account, signature: bytes, at: datetime | None = None) -> str:
+        """The `signatureTimeStampToken` of a signature value: a base64 token over its SHA-256, made at `at`.
+
+        Raises HsmUnavailable / StorageUnavailable when the TSA key cannot be used.
+        """
+        tsa = self.authority(account)
         with _key_failures():
-            token = tsa.stamp(digest, "sha256", cert_req=True)
-        self.counter.add(account_id, "signature")
-        return token
-
-    def stamp_signature(self, account_id: str, signature: bytes) -> bytes:
-        """The `signatureTimeStampToken` of a signature value: a token over its SHA-256."""
-        return self.stamp_digest(account_id, hashlib.sha256(signature).digest())
-
-    def signature_token(self, account_id: str, digest: bytes) -> str:
-        """SigningService's `timestamper`: the base64 token over `digest` (SHA-256 of the signature)."""
-        return base64.b64encode(self.stamp_digest(account_id, digest)).decode()
+            token = tsa.stamp(hashlib.sha256(signature).digest(), "sha256", cert_req=True, at=at)
+        self.counter.add(account.id, "signature")
+        return base64.b64encode(token).decode()
 
     def public_account(self, account_id: str) -> str:
         """`account_id` when that account runs a public TSA; raises Unauthenticated otherwise.

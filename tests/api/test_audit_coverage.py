@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from asn1crypto import tsp
 
-from tests.apitest import Account, Api
+from tests.support.api import Account, Api
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 EC_KEYPAIR = {"algorithm": "ECDSA", "curve": "P-256", "storage": "disk"}
@@ -61,7 +61,7 @@ class Ctx:
         before_audit, before_sig = _log_keys(self.account.id)
         change = Change()
         yield change
-        from chalicelib.storage.models import AuditLogModel, SignatureLogModel
+        from chalicelib.storage.tables import AuditLogModel, SignatureLogModel
 
         change.audit = [e for e in AuditLogModel.query(self.account.id, consistent_read=True)
                         if e.sk not in before_audit]
@@ -75,7 +75,7 @@ class Ctx:
 
 
 def _log_keys(account: str) -> tuple[set[str], set[str]]:
-    from chalicelib.storage.models import AuditLogModel, SignatureLogModel
+    from chalicelib.storage.tables import AuditLogModel, SignatureLogModel
 
     return ({e.sk for e in AuditLogModel.query(account, consistent_read=True)},
             {e.sk for e in SignatureLogModel.query(account, consistent_read=True)})

@@ -13,33 +13,13 @@ from typing import Any
 import pytest
 
 from chalicelib.clock import rfc3339
+from chalicelib.errors import Unauthenticated
 from chalicelib.ids import new_id, ulid
-from chalicelib.storage.models import AuditLogModel, KeypairModel, UserModel
+from chalicelib.storage.tables import AuditLogModel, KeypairModel, UserModel
+from tests.support.api import add_user
+from tests.support.clock import FakeClock, FakeMonotonic
 
 ED = {"type": "static", "algorithm": "EdDSA"}
-
-
-class FakeClock:
-    """A wall clock that moves only when told to."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class FakeMonotonic:
-    """`time.monotonic` for the principal cache, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +85,20 @@ def fake_secret() -> str:
 
 @pytest.fixture
 def fake_monotonic(monkeypatch: pytest.MonkeyPatch) -> FakeMonotonic:
-    """The principal cache's clock, under the test's control."""
-    from chalicelib.services import access
+    """The principal cache's clock, under the test's control (and no real waiting on refusals)."""
+    from chalicelib.services.authentication import Authenticator
+    from chalicelib.services.container import get_services
 
     fake = FakeMonotonic()
-    monkeypatch.setattr(access, "time", SimpleNamespace(monotonic=fake.monotonic))
+    services = get_services()
+    monkeypatch.setattr(services, "auth", Authenticator(services.deps, monotonic=fake, sleep=fake.advance))
     return fake
 
 
 @pytest.fixture
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The services' wall clock (`deps.clock`), under the test's control."""
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
     monkeypatch.setattr(get_deps(), "clock", clock)
@@ -156,14 +138,30 @@ def test_health_needs_no_key(mod_client: Any) -> None:
     assert response.status_code == 200 and json.loads(response.body)["status"] == "ok"
 
 
-def test_wrong_secret_is_401_and_audited(mod_client: Any, account: Any) -> None:
+def test_wrong_secret_is_401_and_audited_once_per_window(
+    mod_client: Any, account: Any, fake_clock: FakeClock
+) -> None:
     kid = key_id_of(account.api_key)
-    for _ in range(2):
+    for _ in range(50):
         refused(call(mod_client, "GET", "/keypairs", f"rsk_{kid}_{fake_secret()}"), 401, "unauthenticated")
+    # Anyone who knows a key id (the visible `rsk_<id>_` prefix) must not be able to flood the log.
     entries = failed_auth_entries(account.id, kid)
-    assert len(entries) == 2
+    assert len(entries) == 1
     assert {(e.outcome, e.error, e.actor) for e in entries} == {("failure", "wrong_secret", f"api_key:{kid}")}
     assert entries[0].details["user_id"] == account.user_id
+    # Another process (no memory of this window) does not write a second entry either.
+    from chalicelib.services.authentication import Authenticator
+    from chalicelib.services.container import get_services
+
+    services = get_services()
+    fresh = Authenticator(services.deps, sleep=lambda _: None)
+    with pytest.raises(Unauthenticated):
+        fresh.authenticate(f"rsk_{kid}_{fake_secret()}", "192.0.2.7")
+    assert len(failed_auth_entries(account.id, kid)) == 1
+    # The next window gets its own entry.
+    fake_clock.advance(300)
+    refused(call(mod_client, "GET", "/keypairs", f"rsk_{kid}_{fake_secret()}"), 401, "unauthenticated")
+    assert len(failed_auth_entries(account.id, kid)) == 2
     # The right secret still works.
     assert ok(mod_client, "GET", "/me", account.api_key)["user"]["id"] == account.user_id
 
@@ -171,7 +169,7 @@ def test_wrong_secret_is_401_and_audited(mod_client: Any, account: Any) -> None:
 def test_revoked_key_stops_working_within_the_cache_lifetime(
     mod_client: Any, account: Any, fake_monotonic: FakeMonotonic
 ) -> None:
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
     from chalicelib.settings import get_settings
 
     # The cache lifetime is at most 5 s, whatever the environment asks for.
@@ -190,10 +188,10 @@ def test_revoked_key_stops_working_within_the_cache_lifetime(
     listed = ok(mod_client, "GET", f"/users/{account.user_id}/api-keys", admin)["items"]
     assert next(k for k in listed if k["id"] == issued["id"])["revoked_at"] is not None
 
-    fake_monotonic.now += ttl + 0.001
+    fake_monotonic.advance(ttl + 0.001)
     refused(call(mod_client, "GET", "/me", issued["key"]), 401, "unauthenticated")
     refused(call(mod_client, "GET", "/keypairs", issued["key"]), 401, "unauthenticated")
-    assert [e.error for e in failed_auth_entries(account.id, issued["id"])] == ["revoked", "revoked"]
+    assert [e.error for e in failed_auth_entries(account.id, issued["id"])] == ["revoked"]
     revocations = [e for e in AuditLogModel.query(account.id) if e.action == "revoke"]
     assert [(e.type, e.resource_id, e.actor) for e in revocations] == [("api_key", issued["id"], account.user_id)]
     # Revoking again is a no-op; the other keys of the user keep working.
@@ -211,7 +209,7 @@ def test_revoking_a_key_that_is_not_there_is_404(mod_client: Any, account: Any, 
 
 def test_revoking_another_users_or_accounts_key_is_404(mod_client: Any, account: Any) -> None:
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     other = bootstrap_account(get_deps(), f"elsewhere-{ulid().lower()}")
     for user_id in (account.user_id, other.user_id):
@@ -221,7 +219,7 @@ def test_revoking_another_users_or_accounts_key_is_404(mod_client: Any, account:
 
 
 def test_revocation_is_immediate_once_the_cache_is_cleared(mod_client: Any, account: Any) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     issued = ok(mod_client, "POST", f"/users/{account.user_id}/api-keys", account.api_key, {}, 201)
     ok(mod_client, "GET", "/keypairs", issued["key"])
@@ -240,11 +238,11 @@ def test_expired_key_is_401_and_audited(
     ok(mod_client, "GET", "/keypairs", issued["key"])
 
     fake_clock.advance(29)
-    fake_monotonic.now += 10
+    fake_monotonic.advance(10)
     ok(mod_client, "GET", "/keypairs", issued["key"])
 
     fake_clock.advance(1)  # exactly at expires_at: no longer valid
-    fake_monotonic.now += 10
+    fake_monotonic.advance(10)
     refused(call(mod_client, "GET", "/keypairs", issued["key"]), 401, "unauthenticated")
     entries = failed_auth_entries(account.id, issued["id"])
     assert [(e.outcome, e.error) for e in entries] == [("failure", "expired")]
@@ -257,7 +255,7 @@ def test_expired_key_is_401_and_audited(
 
 
 def test_a_deleted_user_cannot_authenticate(mod_client: Any, account: Any) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     user = UserModel.get(account.id, account.user_id)
     user.update(actions=[UserModel.deleted_at.set(rfc3339(datetime.now(UTC)))])
@@ -272,7 +270,7 @@ def two_accounts(mod_client: Any, aws: dict[str, str]) -> dict[str, Any]:
     import uuid
 
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     accounts = {}
     for name in ("a", "b"):
@@ -348,14 +346,7 @@ def test_pagination_tokens_are_sealed(
 
 def auditor(account: Any, role: str) -> str:
     """A user with one role, made through the data layer (the users API comes later); its API key."""
-    from chalicelib.services.access import new_api_key
-
-    now = datetime.now(UTC)
-    user = UserModel(account.id, new_id("usr"), name=f"{role}-user", roles=[role], created_at=rfc3339(now))
-    user.save()
-    issued = new_api_key(account.id, user.id, now, role, None)
-    issued.item.save()
-    return issued.key
+    return add_user(account, f"{role}-user", roles=(role,)).api_key
 
 
 def test_permissions_are_checked(mod_client: Any, account: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.ids import new_id
-from chalicelib.storage.models import AliasClaim, AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from chalicelib.storage.tables import AliasClaim, AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
 
 ED = {"type": "static", "algorithm": "EdDSA"}
 RSA = {"type": "static", "algorithm": "RSA", "key_size": 2048}

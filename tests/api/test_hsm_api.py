@@ -22,11 +22,11 @@ from pkcs11 import Attribute, ObjectClass
 from pkcs11.exceptions import AttributeSensitive
 
 from chalicelib.clock import rfc3339, utc_now
-from chalicelib.keys import hsm
 from chalicelib.keys.algorithms import SIG_ALGS, key_id_of, verify_signature
-from chalicelib.services.registry import get_services
-from chalicelib.storage.models import AuditLogModel, KeypairModel, SignatureLogModel
-from tests.apitest import KEY_SPECS, Account, Api
+from chalicelib.keys.hsm.session import PKCS11_LOCK, Pkcs11Module
+from chalicelib.services.container import get_services
+from chalicelib.storage.tables import AuditLogModel, KeypairModel, SignatureLogModel
+from tests.support.api import KEY_SPECS, Account, Api, sign_in_process
 
 SPECS = KEY_SPECS
 RUN = uuid.uuid4().hex[:8]  # alias suffix: the module's keypairs never clash with another module's
@@ -47,26 +47,6 @@ def _cases() -> Iterator[Any]:
     yield pytest.param("ed25519", "Ed25519", "SHA-256", "message", id="ed25519-message")
     yield pytest.param("rsa-3072", "SHA384withRSA/PSS", "SHA-384", "message", id="rsa-3072-PSS-message")
     yield pytest.param("p-521", "SHA512withECDSA", "SHA-512", "message", id="p-521-message")
-
-
-@pytest.fixture
-def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's TransactWriteItems atomic under threads, as DynamoDB's is.
-
-    moto snapshots whole tables to roll a failed transaction back; a snapshot taken while another thread
-    writes crashes with "dictionary changed size during iteration". The emulator is the problem, not the
-    service, so the emulator is what gets the lock.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    transact = DynamoDBBackend.transact_write_items
-    lock = threading.Lock()
-
-    def atomic(self: Any, items: Any) -> Any:
-        with lock:
-            return transact(self, items)
-
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", atomic)
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +81,9 @@ def token_session() -> Iterator[pkcs11.Session]:
     It holds the backend's lock, as every PKCS#11 call in the process must (SoftHSM crashes otherwise).
     """
     settings = get_services().deps.settings
-    get_services().deps.hsm().backend.health()  # log the process in
-    with hsm._PKCS11_LOCK:
-        lib = hsm._load_module(os.path.realpath(settings.pkcs11_module))
+    get_services().deps.hsm().health()  # log the process in
+    with PKCS11_LOCK:
+        lib = Pkcs11Module.shared(settings.pkcs11_module).lib
         session = lib.get_token(token_label=settings.hsm_token_label).open(rw=True)
         try:
             yield session
@@ -227,7 +207,7 @@ def test_token_key_is_sensitive_never_extractable_and_unreadable(
             with pytest.raises(AttributeSensitive):
                 private[attribute]
         # The public half on the token is the key the API published.
-        token_public = get_services().deps.hsm().private_key(label).public_key()
+        token_public = get_services().deps.hsm().load(shared_account.id, label, None).public_key()
         assert key_id_of(token_public) == kp["key_id"]
         assert public[Attribute.ID] == label.encode()
 
@@ -265,7 +245,7 @@ def test_delete_destroys_every_token_object_of_the_keypair(api: Api, shared_acco
 
 
 def test_eight_threads_signing_through_the_service(
-    shared_account: Account, hsm_keypairs: dict[str, dict[str, Any]], atomic_moto: None
+    shared_account: Account, hsm_keypairs: dict[str, dict[str, Any]]
 ) -> None:
     """Chalice's test client is not thread-safe (it swaps os.environ and sets app.current_request per
     request), so the threads call the signing service the route calls, with the caller's principal."""
@@ -294,7 +274,7 @@ def test_eight_threads_signing_through_the_service(
             while time.monotonic() < deadline:
                 digest = digest_of(hash_algorithm, os.urandom(64))
                 body = {"hash": b64(digest), "hash_algorithm": hash_algorithm, "sig_alg": sig_alg}
-                response = services.signing.sign(principal, hsm_keypairs[name]["id"], body, "127.0.0.1")
+                response = sign_in_process(principal, hsm_keypairs[name]["id"], body)
                 verify_signature(public_keys[name], SIG_ALGS[sig_alg],  # type: ignore[arg-type]
                                  base64.b64decode(response["signature"]), digest)
                 log_ids.append(response["signature_log_id"])

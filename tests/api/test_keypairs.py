@@ -16,7 +16,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.clock import parse_rfc3339
 from chalicelib.ids import looks_like_id
-from chalicelib.storage.models import AliasClaim, AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from chalicelib.storage.tables import AliasClaim, AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
 
 SPECS = [
     pytest.param({"algorithm": "RSA", "key_size": 2048}, id="rsa2048"),
@@ -150,7 +150,8 @@ def test_keypair_lifecycle(shared_http: Http, shared_account: Any, spec: dict[st
     assert audit_actions(account, kp["id"]) == ["generate", "update", "suspend", "unsuspend"]
 
     stored = KeypairModel.get(account, kp["id"])
-    assert KeyMaterialModel.get(stored.key_ref).account == account
+    material = KeyMaterialModel.get(kp["id"])
+    assert material.account == account and material.key_ref == stored.key_ref
 
     assert api.call("DELETE", f"/keypairs/{kp['id']}").status_code == 204
     for method, ref in [("GET", kp["id"]), ("GET", f"{alias}-v2"), ("DELETE", f"{alias}-v2")]:
@@ -165,7 +166,7 @@ def test_keypair_lifecycle(shared_http: Http, shared_account: Any, spec: dict[st
     assert tombstone.deleted_at is not None and tombstone.due_shard is None and tombstone.next_refresh_at is None
     # The private key is gone; the generation (public key + certificate) stays, retired.
     with pytest.raises(DoesNotExist):
-        KeyMaterialModel.get(stored.key_ref)
+        KeyMaterialModel.get(kp["id"])
     generation = GenerationModel.get(kp["id"], 1)
     assert generation.key_id == kp["key_id"] and generation.retired_at is not None
     assert generation.public_key == kp["public_key"] and generation.certificate.pem == kp["certificate"]["pem"]
@@ -319,7 +320,7 @@ def test_pagination_fills_pages_and_returns_each_item_once(http: Http) -> None:
 def test_concurrent_creates_of_one_alias(http: Http, account: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     deps = get_deps()
     disk = deps.disk
@@ -339,18 +340,6 @@ def test_concurrent_creates_of_one_alias(http: Http, account: Any, monkeypatch: 
             return getattr(disk, name)
 
     monkeypatch.setattr(deps, "disk", RacingDisk())
-    # DynamoDB runs transactions in isolation; moto does not (it snapshots whole tables and restores
-    # them on failure, and a concurrent snapshot can crash), so make the emulator as atomic as the real thing.
-    from moto.dynamodb.models import DynamoDBBackend
-
-    transact = DynamoDBBackend.transact_write_items
-    moto_lock = threading.Lock()
-
-    def atomic_transact(self: Any, items: Any) -> Any:
-        with moto_lock:
-            return transact(self, items)
-
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", atomic_transact)
     # The test client swaps os.environ per request; two threads could leave a copy in place.
     monkeypatch.setattr(os, "environ", os.environ)
     results: list[Any] = []
@@ -376,14 +365,14 @@ def test_concurrent_creates_of_one_alias(http: Http, account: Any, monkeypatch: 
     assert [kp.id for kp in KeypairModel.query(account.id)] == [winner["id"]]
     assert [c.keypair_id for c in AliasClaim.query(account.id)] == [winner["id"]]
     materials = [m.id for m in KeyMaterialModel.scan(KeyMaterialModel.account == account.id)]
-    assert [m for m in materials if m.startswith("kp_")] == [KeypairModel.get(account.id, winner["id"]).key_ref]
+    assert [m for m in materials if m.startswith("kp_")] == [winner["id"]]
     assert audit_actions(account.id, winner["id"]) == ["generate"]
 
 
 def test_dynamic_schedule_follows_the_clock(http: Http, account: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC
 
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     cases = {
         datetime(2031, 5, 6, 12, 10, 0, tzinfo=UTC): "2031-05-06T12:15:00Z",

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from tests.apitest import Account, Api, make_account
+from tests.support.api import Account, Api, add_user, make_account
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT_FIELDS = {"id", "at", "actor", "type", "action", "resource_id", "resource_alias", "outcome", "error",
@@ -45,17 +45,16 @@ def signature_entry(
     status: str = "success",
     keypair_type: str = "static",
 ) -> Any:
-    """A signature-log entry built as `services/signing.py` builds one (same keys, same k_* values)."""
-    from chalicelib.services.audit import log_sort_key
-    from chalicelib.storage.models import SignatureLogModel
+    """A signature-log entry as the signing service makes one."""
+    from chalicelib.clock import rfc3339
+    from chalicelib.domain.logs import LogKey, SignatureEntry
 
-    sk = log_sort_key(at)
+    key = LogKey.new(at)
     failed = status == "failed"
-    return SignatureLogModel(
-        account,
-        sk,
-        id=f"log_{sk.split('#')[1]}",
-        signed_at=sk.split("#")[0],
+    return SignatureEntry(
+        account=account,
+        key=key,
+        signed_at=rfc3339(at),
         status=status,
         signer=signer,
         keypair_id=keypair_id,
@@ -67,23 +66,33 @@ def signature_entry(
         sig_alg="SHA256withECDSA",
         signature_type="production",
         hash_algorithm="SHA-256",
-        hash=base64.b64encode(hashlib.sha256(sk.encode()).digest()).decode(),
-        signature=None if failed else base64.b64encode(b"sig-" + sk.encode()).decode(),
+        hash=base64.b64encode(hashlib.sha256(key.sort_key.encode()).digest()).decode(),
+        signature=None if failed else base64.b64encode(b"sig-" + key.sort_key.encode()).decode(),
         file_name="app.exe",
         tool="tests/1.0",
         client_ip="192.0.2.1",
         error="not_allowed" if failed else None,
-        k_keypair_id=f"{account}#{keypair_id}" if keypair_id else None,
-        k_alias=f"{account}#{alias.lower()}" if alias else None,
-        k_signer=f"{account}#{signer}",
-        k_status=f"{account}#{status}",
     )
 
 
 def save_entry(item: Any) -> Any:
     """Append one log entry the way the services do (never overwriting)."""
-    item.save(condition=type(item).sk.does_not_exist())
+    from chalicelib.domain.logs import AuditEntry
+    from chalicelib.services.container import get_deps
+
+    store = get_deps().store
+    if isinstance(item, AuditEntry):
+        store.audit.append(item)
+    else:
+        store.signatures.append(item)
     return item
+
+
+def audit_entry(account: Account, at: datetime, **fields: Any) -> Any:
+    """An audit entry made by the account's admin at `at`."""
+    from chalicelib.domain.logs import Actor, AuditEntry
+
+    return AuditEntry.new(Actor(account.id, account.user_id), at, **fields)
 
 
 def query_path(route: str, params: dict[str, Any]) -> str:
@@ -237,15 +246,11 @@ def test_open_ended_ranges(client: Any, seeded: Seeded) -> None:
 
 def test_range_edges_within_one_second(client: Any, account: Account) -> None:
     """Entries on a whole second and at .250/.750 of it: bounds are exact and `to` is inclusive."""
-    from chalicelib.services.audit import Actor, audit_item, write_audit
-
     second = datetime(2026, 5, 5, 8, 30, 0, tzinfo=UTC)
-    who = Actor(account.id, account.user_id)
     made = {}
     for ms in (0, 250, 750):
-        item = audit_item(who, second + timedelta(milliseconds=ms), type="team", action="create",
-                          resource_id=f"team_{ms}")
-        write_audit(item)
+        item = save_entry(audit_entry(account, second + timedelta(milliseconds=ms), type="team", action="create",
+                                      resource_id=f"team_{ms}"))
         made[ms] = item.id
     api = Api(client, account)
 
@@ -262,14 +267,9 @@ def test_range_edges_within_one_second(client: Any, account: Account) -> None:
 
 
 def test_newest_first_within_one_second(client: Any, account: Account) -> None:
-    from chalicelib.services.audit import Actor, audit_item, write_audit
-
     second = datetime(2026, 5, 6, 9, 0, 0, tzinfo=UTC)
-    older = audit_item(Actor(account.id, account.user_id), second, type="team", action="create")
-    newer = audit_item(Actor(account.id, account.user_id), second + timedelta(milliseconds=500), type="team",
-                       action="create")
-    write_audit(older)
-    write_audit(newer)
+    older = save_entry(audit_entry(account, second, type="team", action="create"))
+    newer = save_entry(audit_entry(account, second + timedelta(milliseconds=500), type="team", action="create"))
     got = [e["id"] for p in walk(Api(client, account), "audit-logs", {"type": "team"}) for e in p]
     assert got == [newer.id, older.id]
 
@@ -316,18 +316,7 @@ def test_bad_filters_are_400(api: Api, route: str, params: dict[str, str], field
 
 
 def test_reading_logs_needs_view_audit_log(client: Any, account: Account) -> None:
-    from chalicelib.ids import new_id
-    from chalicelib.services.access import new_api_key
-    from chalicelib.services.deps import get_deps
-    from chalicelib.storage.models import UserModel
-
-    now = get_deps().clock()
-    user = UserModel(account.id, new_id("usr"), name="signer-only", roles=[], permissions=["sign"],
-                     created_at=iso(now))
-    user.save()
-    issued = new_api_key(account.id, user.id, now, "t", None)
-    issued.item.save()
-    outsider = Api(client, Account(account.id, account.name, user.id, issued.key))
+    outsider = Api(client, add_user(account, "signer-only", permissions=("sign",)))
     for route in ("audit-logs", "signature-logs"):
         response = outsider.call("GET", f"/{route}")
         assert response.status_code == 403 and error_code(response) == "forbidden"
@@ -385,7 +374,7 @@ def test_tokens_are_bound_to_filters_route_and_account(client: Any, seeded: Seed
 
 def test_expired_tokens_are_rejected(client: Any, seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.services import pagination
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     api = Api(client, seeded.account)
     params = {"status": "success"}
@@ -428,9 +417,7 @@ def dynamodb_calls(aws: dict[str, str]) -> Iterator[list[tuple[str, str | None]]
     The handler is added to botocore's built-in handlers (as moto adds its own) and the cached
     connections are dropped, so every DynamoDB client the app uses from here on is a new one that has it.
     """
-    from chalicelib.services.deps import get_deps
-    from chalicelib.storage.models import configure_models
-    from chalicelib.storage.tx import reset_connections
+    from chalicelib.storage.connection import reset as reset_connections
 
     calls: list[tuple[str, str | None]] = []
 
@@ -439,13 +426,11 @@ def dynamodb_calls(aws: dict[str, str]) -> Iterator[list[tuple[str, str | None]]
 
     handler = ("before-parameter-build.dynamodb", record)
     BUILTIN_HANDLERS.append(handler)
-    configure_models(get_deps().settings)
     reset_connections()
     try:
         yield calls
     finally:
         BUILTIN_HANDLERS.remove(handler)
-        configure_models(get_deps().settings)
         reset_connections()
 
 
@@ -518,8 +503,8 @@ def _drain_mine(sqs: Any, url: str, account: str) -> list[str]:
 def test_refreshed_dynamic_keypairs_query(client: Any, account: Account) -> None:
     """`?type=dynamic&action=refresh` after three scheduled ticks returns exactly the refreshes."""
     from chalicelib.clock import next_tick
-    from chalicelib.services.audit import SCHEDULER
-    from chalicelib.services.registry import get_services
+    from chalicelib.domain.logs import SCHEDULER
+    from chalicelib.services.container import get_services
 
     deps = get_services().deps
     interval = deps.settings.schedule_seconds
@@ -628,7 +613,7 @@ def test_signature_log_follows_rename_and_delete(client: Any, account: Account) 
                                                                                     status="failed")]
 
     entry = by_id[2]
-    assert set(entry) == SIGNATURE_FIELDS
+    assert set(entry) == SIGNATURE_FIELDS | {"timestamp_token", "certificate_serial"}
     assert entry["keypair_alias"] == "ship-it" and entry["signature"] == first["signature"]
     assert entry["key_id"] == first["key_id"] and entry["generation"] == 1 and entry["signer"] == account.user_id
     assert entry["hash"] == body["hash"] and entry["file_name"] == "app.exe" and entry["status"] == "success"
@@ -645,7 +630,7 @@ def test_signature_log_follows_rename_and_delete(client: Any, account: Account) 
 def test_ttl_is_on_for_both_log_tables(aws: dict[str, str]) -> None:
     import boto3
 
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
     from chalicelib.storage.retention import enable_log_ttl
 
     settings = get_deps().settings
@@ -657,8 +642,8 @@ def test_ttl_is_on_for_both_log_tables(aws: dict[str, str]) -> None:
 
 
 def test_retention_setting_sets_expiry(client: Any, account: Account) -> None:
-    from chalicelib.services.deps import get_deps, set_deps
-    from chalicelib.storage.models import AuditLogModel, SignatureLogModel
+    from chalicelib.services.container import get_deps, set_deps
+    from chalicelib.storage.tables import AuditLogModel, SignatureLogModel
 
     api = Api(client, account)
     api.ok("POST", "/keypairs", dict(EC_KEYPAIR, alias="kept"), 201)

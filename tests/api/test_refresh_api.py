@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from chalicelib.clock import utc_now
 from chalicelib.keys.algorithms import key_id_of
 
 DYNAMIC = {"type": "dynamic", "algorithm": "ECDSA", "curve": "P-256", "storage": "disk"}
@@ -54,17 +53,11 @@ def test_refresh_of_a_missing_or_deleted_keypair_is_404(api: Any) -> None:
 
 
 def test_refresh_needs_manage_keypair(api: Any) -> None:
-    from chalicelib.ids import new_id
-    from chalicelib.services.access import new_api_key
-    from chalicelib.storage.models import UserModel
+    from tests.support.api import add_user
 
     kp = api.ok("POST", "/keypairs", {"alias": "guarded", **DYNAMIC}, 201)
     # No user route exists yet, so the auditor is written through the data layer.
-    user_id = new_id("usr")
-    UserModel(api.account.id, user_id, name="auditor", roles=["auditor"], created_at="2026-01-01T00:00:00Z").save()
-    issued = new_api_key(api.account.id, user_id, utc_now(), "auditor", None)
-    issued.item.save()
-    headers = {"X-API-Key": issued.key}
+    headers = {"X-API-Key": add_user(api.account, "auditor", roles=("auditor",)).api_key}
     response = api.call("POST", f"/keypairs/{kp['id']}/refresh", headers=headers)
     assert response.status_code == 403 and error_code(response) == "forbidden"
     history = api.call("GET", f"/keypairs/{kp['id']}/generations", headers=headers)

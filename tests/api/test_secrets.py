@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chalicelib.logs import JsonFormatter
-from chalicelib.storage.models import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
-from tests.apitest import KEY_SPECS
+from chalicelib.storage.tables import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from chalicelib.structured_logging import JsonFormatter
+from tests.support.api import KEY_SPECS
 
 SPECS = KEY_SPECS
 
@@ -47,8 +47,9 @@ class Secrets:
 
 
 def unseal(account: str, kp: KeypairModel) -> tuple[bytes, bytes]:
-    """The PKCS#8 DER of a disk key and its data key, decrypted here as DiskKeyStore.unseal does."""
-    material = KeyMaterialModel.get(kp.key_ref)
+    """The PKCS#8 DER of a disk key and its data key, decrypted here as DiskKeyStore.load does."""
+    material = KeyMaterialModel.get(kp.id)
+    assert material.key_ref == kp.key_ref
     context = {"account": account, "keypair": kp.id, "generation": str(int(kp.generation))}
     data_key = boto3.client("kms").decrypt(CiphertextBlob=bytes(material.wrapped_key), EncryptionContext=context)
     plain = data_key["Plaintext"]
@@ -206,7 +207,7 @@ def test_the_key_material_row_holds_only_ciphertext(secrets: Secrets) -> None:
         if name == "ed25519":
             continue
         stored = KeypairModel.get(secrets.account.id, kp["id"])
-        row = KeyMaterialModel.get(stored.key_ref).serialize()
+        row = KeyMaterialModel.get(stored.id).serialize()
         raw = json.dumps(row, default=repr).encode() + b"".join(
             v.get("B", b"") for v in row.values() if isinstance(v, dict)
         )

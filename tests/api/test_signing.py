@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import base64
-import gc
 import hashlib
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.client import BaseClient
 from cryptography import x509
 
 from chalicelib.clock import rfc3339, utc_now
 from chalicelib.keys.algorithms import SIG_ALGS, key_id_of, verify_signature
-from chalicelib.services.registry import get_services
-from chalicelib.storage.models import AuditLogModel, SignatureLogModel
-from tests.apitest import KEY_SPECS
+from chalicelib.services.container import get_services
+from chalicelib.storage.tables import AuditLogModel, SignatureLogModel
+from tests.support.api import KEY_SPECS, add_user
+from tests.support.clock import FakeMonotonic
+from tests.support.requests import RequestCounter
 
 SPECS = KEY_SPECS
 BITS = ("256", "384", "512")
@@ -359,66 +358,66 @@ def test_restricted_keypair_refuses_other_users(api: Caller, shared_account: Any
 def test_caller_without_sign_permission_is_refused_and_logged(
     api: Caller, shared_account: Any, cheap: dict[str, Any]
 ) -> None:
-    from chalicelib.ids import new_id
-    from chalicelib.services.access import new_api_key
-    from chalicelib.storage.models import UserModel
-
     # No user route exists yet, so the auditor is written through the data layer.
-    user_id = new_id("usr")
-    UserModel(shared_account.id, user_id, name="auditor", roles=["auditor"], created_at="2026-01-01T00:00:00Z").save()
-    issued = new_api_key(shared_account.id, user_id, utc_now(), "auditor", None)
-    issued.item.save()
-    auditor = Caller(api.client, issued.key)
+    user = add_user(shared_account, "auditor", roles=("auditor",))
+    auditor = Caller(api.client, user.api_key)
     entry = _assert_refused(auditor, shared_account.id, f"/keypairs/{cheap['id']}/sign", {"hash": SHA256}, 403,
                             "forbidden")
-    assert entry.signer == user_id
+    assert entry.signer == user.user_id
 
 
 # -- cost: DynamoDB requests per signature, counted from botocore events ----------------------------------
 
 
-class RequestCounter:
-    """Counts API calls on every botocore client alive in this process (`before-call` events)."""
+@pytest.fixture
+def states(monkeypatch: pytest.MonkeyPatch) -> FakeMonotonic:
+    """The sign-state cache on a clock the test moves (fresh, so the test starts cold)."""
+    from chalicelib.services.sign_state import SignStates
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self._uid = f"count-{uuid.uuid4()}"
-
-    def _clients(self) -> list[BaseClient]:
-        return [o for o in gc.get_objects() if isinstance(o, BaseClient)]
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.calls.append((model.service_model.service_name, model.name))
-
-    def __enter__(self) -> RequestCounter:
-        self._watched = self._clients()
-        for client in self._watched:
-            client.meta.events.register_first("before-call", self._count, unique_id=self._uid)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for client in self._watched:
-            client.meta.events.unregister("before-call", unique_id=self._uid)
-        # A client made during the measurement would have gone uncounted: there must be none.
-        assert {id(c) for c in self._clients()} <= {id(c) for c in self._watched}
-
-    def of(self, service: str) -> list[str]:
-        return [op for svc, op in self.calls if svc == service]
+    services = get_services()
+    clock = FakeMonotonic()
+    fresh = SignStates(services.deps, monotonic=clock)
+    monkeypatch.setattr(services.signing, "states", fresh)
+    monkeypatch.setattr(services.keypairs, "states", fresh)
+    return clock
 
 
 @pytest.mark.parametrize("by", ["id", "alias"])
-def test_a_warm_signature_costs_two_dynamodb_requests(
-    api: Caller, keypairs: dict[str, dict[str, Any]], by: str
+def test_a_warm_signature_costs_one_dynamodb_write(
+    api: Caller, keypairs: dict[str, dict[str, Any]], by: str, states: FakeMonotonic
 ) -> None:
     kp = keypairs["rsa-3072"]
     path = f"/keypairs/{kp['id'] if by == 'id' else kp['alias']}/sign"
     services = get_services()
     # The principal and account caches last 5 s from when they were filled: fill them afresh here, so the
-    # measured request runs warm (principal, account, alias hint and decrypted key cached).
+    # measured requests run with a warm principal.
     services.auth.forget()
     services.accounts.forget()
-    api.ok("POST", path, {"hash": SHA256})
-    with RequestCounter() as counter:
+    api.ok("GET", "/me")
+    with RequestCounter() as cold:
         api.ok("POST", path, {"hash": SHA256})
-    assert counter.of("dynamodb") == ["BatchGetItem", "TransactWriteItems"], counter.calls
-    assert counter.of("kms") == [], counter.calls
+    read = ["BatchGetItem"] if by == "id" else ["GetItem", "BatchGetItem"]
+    # Cold: the keypair row and its key material in one read (an alias is resolved first), KMS once.
+    assert cold.of("dynamodb") == [*read, "PutItem"], cold.calls
+    assert cold.of("kms") == ["Decrypt"], cold.calls
+    with RequestCounter() as warm:
+        api.ok("POST", path, {"hash": SHA256})
+    assert warm.of("dynamodb") == ["PutItem"], warm.calls
+    assert warm.of("kms") == [], warm.calls
+    # Past the 5-second bound the state is read again (one request), the key object is kept: no KMS.
+    states.advance(5.001)
+    with RequestCounter() as stale:
+        api.ok("POST", path, {"hash": SHA256})
+    assert stale.of("dynamodb") == ["BatchGetItem", "PutItem"], stale.calls
+    assert stale.of("kms") == [], stale.calls
+
+
+def test_a_warm_batch_of_100_is_one_write(api: Caller, keypairs: dict[str, dict[str, Any]],
+                                          states: FakeMonotonic) -> None:
+    kp = keypairs["ed25519"]
+    items = [{"hash": b64(hashlib.sha256(str(i).encode()).digest()), "file_name": f"f{i}"} for i in range(100)]
+    api.ok("POST", f"/keypairs/{kp['id']}/sign", {"hash": SHA256})
+    with RequestCounter() as counter:
+        signed = api.ok("POST", f"/keypairs/{kp['id']}/sign", {"items": items})["items"]
+    assert len(signed) == 100
+    assert counter.of("dynamodb") == ["TransactWriteItems"], counter.calls

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from chalicelib.errors import HsmUnavailable
-from chalicelib.pki.timestamps import parse_response, verify_signature_token, verify_token
 from chalicelib.services.timestamping import StampCounter
+from rotasign_cli.timestamps import parse_response, verify_signature_token, verify_token
 
 QUERY = "application/timestamp-query"
 REPLY = "application/timestamp-reply"
@@ -161,7 +161,7 @@ def test_malformed_queries_get_an_rfc3161_rejection_not_an_error_page(
 
 
 def test_serials_are_unique_over_200_stamps_through_the_route(client: Any, shared_account: Any, tmp_path: Path) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     before = get_services().timestamps.counter.totals().get(shared_account.id, 0)
     body = make_query(tmp_path, "-sha256").read_bytes()
@@ -242,16 +242,10 @@ def test_patch_account_writes_one_audit_entry_and_refuses_unknown_fields(client:
 
 
 def test_patch_account_needs_manage_account(client: Any, account: Any) -> None:
-    from chalicelib.clock import utc_now
-    from chalicelib.ids import new_id
-    from chalicelib.services.access import new_api_key
-    from chalicelib.storage.models import UserModel
+    from tests.support.api import add_user
 
-    user_id = new_id("usr")
-    UserModel(account.id, user_id, name="dev", roles=["developer"], created_at="2026-01-01T00:00:00Z").save()
-    issued = new_api_key(account.id, user_id, utc_now(), "dev", None)
-    issued.item.save()
-    response = json_call(client, issued.key, "PATCH", "/account", {"public_tsa": True})
+    developer = add_user(account, "dev", roles=("developer",))
+    response = json_call(client, developer.api_key, "PATCH", "/account", {"public_tsa": True})
     assert response.status_code == 403
 
 
@@ -314,7 +308,7 @@ class _TsaKeyDown:
 def test_sign_fails_closed_with_503_when_the_tsa_key_is_unavailable(
     client: Any, shared_account: Any, dynamic_keypair: dict[str, Any], tmp_path: Path, monkeypatch: Any
 ) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     monkeypatch.setattr(get_services().timestamps, "authorities", _TsaKeyDown())
     digest = hashlib.sha256(b"unstamped").digest()

@@ -1,30 +1,22 @@
-"""The HSM the key-backend tests run against: the shared SoftHSM2 test token of tests/conftest.py.
+"""The key backends under test: disk on moto's KMS, HSM on the shared SoftHSM2 test token of tests/conftest.py.
 
-SoftHSM reads SOFTHSM2_CONF and scans its token directory once per process, when the module is
-first initialised, and login is per process too. A token made here after other tests have used
-the HSM would be invisible, so these tests use the one token the whole test process shares (made
-by `hsm_conf` with `chalicelib.keys.softhsm.ensure_token`), exactly as the app's settings see it.
+SoftHSM reads SOFTHSM2_CONF and scans its token directory once per process, when the module is first
+initialised, and login is per process too. A token made here after other tests have used the HSM would
+be invisible, so these tests use the one token the whole test process shares (made by `hsm_conf`),
+exactly as the app's settings see it, and the process-wide session on it.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 
-from chalicelib.keys.hsm import HsmBackend
-
-
-@dataclass(frozen=True)
-class SoftHsm:
-    """Where the test token is and how to log in to it."""
-
-    conf: Path
-    module: str
-    label: str
-    pin: str
+from chalicelib.keys.disk import DiskKeyStore
+from chalicelib.keys.hsm.store import HsmKeyStore
+from tests.keys.keytest import SoftHsm
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +31,12 @@ def softhsm(hsm_conf: Path, aws: dict[str, str]) -> SoftHsm:
 
 
 @pytest.fixture(scope="session")
-def hsm_backend(softhsm: SoftHsm) -> HsmBackend:
-    """An HsmBackend on the shared test token (it shares the app's session: same module and label)."""
-    return HsmBackend(softhsm.module, softhsm.label, lambda: softhsm.pin)
+def hsm_store(softhsm: SoftHsm) -> HsmKeyStore:
+    """An HsmKeyStore on the test token (the process-wide session the app uses too: same module and label)."""
+    return HsmKeyStore.connect(softhsm.module, softhsm.label, lambda: softhsm.pin)
+
+
+@pytest.fixture(scope="session")
+def disk_store(aws: dict[str, str]) -> DiskKeyStore:
+    """A DiskKeyStore on moto's KMS key of this test session."""
+    return DiskKeyStore(boto3.client("kms"), aws["kms_key_id"])

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chalicelib.clock import parse_rfc3339
-from tests.apitest import KEY_SPECS
+from tests.support.api import KEY_SPECS
 
 SPECS = KEY_SPECS
 
@@ -149,7 +149,7 @@ def test_another_accounts_ca_does_not_vouch_for_these_keys(pki: dict[str, Any]) 
     import uuid
 
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     other = bootstrap_account(get_deps(), f"other-{uuid.uuid4().hex[:8]}")
     anchors = Http(pki["http"].client, other.api_key).ok("GET", "/ca")
@@ -197,7 +197,7 @@ def test_dynamic_certificate_lives_until_the_tick_after_next(
     pki: dict[str, Any], monkeypatch: pytest.MonkeyPatch, created: datetime, due: str, not_after: datetime,
     category: str,
 ) -> None:
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     monkeypatch.setattr(get_deps(), "clock", lambda: created)
     alias = f"dyn-{category}-{created:%d%H%M%S}"

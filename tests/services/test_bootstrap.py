@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from chalicelib.errors import ValidationError
-from chalicelib.logs import JsonFormatter
 from chalicelib.services.accounts import AccountExists, bootstrap_account
-from chalicelib.storage.models import (
+from chalicelib.storage.tables import (
     AccountModel,
     AccountNameClaim,
     ApiKeyModel,
@@ -22,6 +21,7 @@ from chalicelib.storage.models import (
     KeyMaterialModel,
     UserModel,
 )
+from chalicelib.structured_logging import JsonFormatter
 
 
 class Capture(logging.Handler):
@@ -67,7 +67,7 @@ def logs() -> Iterator[Capture]:
 @pytest.fixture
 def deps(aws: dict[str, str]) -> Any:
     """This process's dependencies."""
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
 
     return get_deps()
 

@@ -20,14 +20,13 @@ import pytest
 from cryptography import x509
 from pkcs11 import Attribute, ObjectClass
 
-from chalicelib.keys import hsm
 from chalicelib.keys.algorithms import SIG_ALGS, verify_signature
+from chalicelib.keys.hsm.session import PKCS11_LOCK, Pkcs11Module
 from chalicelib.services.accounts import AccountExists, bootstrap_account
-from chalicelib.services.deps import Deps, build_deps, get_deps, set_deps
-from chalicelib.services.registry import get_services, reset_services
+from chalicelib.services.container import Deps, build_deps, get_deps, get_services, reset_services, set_deps
 from chalicelib.settings import get_settings
-from chalicelib.storage.models import AccountModel, KeyMaterialModel
-from tests.apitest import Account, Api, make_account
+from chalicelib.storage.tables import AccountModel, KeyMaterialModel
+from tests.support.api import Account, Api, make_account
 
 
 def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -102,9 +101,9 @@ def test_bootstrap_puts_the_ca_and_tsa_keys_on_the_token(
     for role, ref in (("production", f"{hsm_account.id}/ca/production"), ("test", f"{hsm_account.id}/ca/test"),
                       ("tsa", f"{hsm_account.id}/tsa")):
         cert = x509.load_pem_x509_certificate(cas[role].read_bytes())
-        assert cert.public_key() == store.private_key(ref).public_key()
-    with hsm._PKCS11_LOCK:
-        lib = hsm._load_module(store.backend._connection.module_path)
+        assert cert.public_key() == store.load(hsm_account.id, ref, None).public_key()
+    with PKCS11_LOCK:
+        lib = Pkcs11Module.shared(hsm_ca_deps.settings.pkcs11_module).lib
         session = lib.get_token(token_label=hsm_ca_deps.settings.hsm_token_label).open()
         try:
             (ca_key,) = session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
@@ -184,12 +183,11 @@ def test_bootstrap_that_fails_to_commit_destroys_the_keys_it_made(hsm_ca_deps: D
 
 def test_bootstrap_with_the_token_unreachable_makes_nothing(hsm_ca_deps: Deps, tmp_path: Path) -> None:
     from chalicelib.errors import HsmUnavailable
-    from chalicelib.keys.hsm import HsmBackend
-    from chalicelib.keys.hsm_store import HsmKeyStore
+    from chalicelib.keys.hsm.store import HsmKeyStore
 
     settings = hsm_ca_deps.settings
-    broken = dataclasses.replace(hsm_ca_deps, _hsm=HsmKeyStore(
-        HsmBackend(str(tmp_path / "gone.so"), settings.hsm_token_label, lambda: "unused")))
+    broken = dataclasses.replace(hsm_ca_deps, hsm_store=HsmKeyStore.connect(
+        str(tmp_path / "gone.so"), settings.hsm_token_label, lambda: "unused"))
     name = f"hsm-down-{uuid.uuid4().hex[:8]}"
     before = token_labels("acct_")
 
@@ -201,19 +199,19 @@ def test_bootstrap_with_the_token_unreachable_makes_nothing(hsm_ca_deps: Deps, t
 
 
 class _FirstDestroyFails:
-    """The real backend, except that the first destroy finds the token gone for a moment."""
+    """The real store, except that the first destroy finds the token gone for a moment."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
         self.failed = False
 
-    def destroy(self, label: str) -> int:
+    def destroy(self, key_ref: str) -> None:
         if not self.failed:
             self.failed = True
             from chalicelib.errors import HsmUnavailable
 
             raise HsmUnavailable("The HSM failed during destroy (DeviceRemoved).")
-        return int(self.real.destroy(label))
+        self.real.destroy(key_ref)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
@@ -222,10 +220,8 @@ class _FirstDestroyFails:
 def test_failed_bootstrap_cleanup_keeps_going_and_keeps_the_real_error(
     hsm_ca_deps: Deps, hsm_account: Account
 ) -> None:
-    from chalicelib.keys.hsm_store import HsmKeyStore
-
-    flaky = _FirstDestroyFails(hsm_ca_deps.hsm().backend)
-    deps = dataclasses.replace(hsm_ca_deps, _hsm=HsmKeyStore(flaky))  # type: ignore[arg-type]
+    flaky = _FirstDestroyFails(hsm_ca_deps.hsm())
+    deps = dataclasses.replace(hsm_ca_deps, hsm_store=flaky)
     before = set(token_labels("acct_"))
 
     with pytest.raises(AccountExists):  # not the cleanup's HsmUnavailable

@@ -1,6 +1,6 @@
 """Token failures in the middle of HSM requests: 503 (or a clean 4xx), and nothing half-made left behind.
 
-Faults come in through small wrappers swapped into `Deps` (`deps._hsm`), a fake authority store, and a
+Faults come in through small wrappers swapped into `Deps` (`deps.hsm_store`), a fake authority store, and a
 botocore hook at the DynamoDB boundary; the token itself is the real SoftHSM2 test token.
 """
 
@@ -23,14 +23,14 @@ from botocore.exceptions import ClientError
 
 from chalicelib.clock import rfc3339, utc_now
 from chalicelib.errors import HsmUnavailable
-from chalicelib.keys import hsm
-from chalicelib.keys.algorithms import SIG_ALGS, KeySpec, PrivateKey, PublicKey, SigAlg, verify_signature
-from chalicelib.keys.hsm import HsmBackend
-from chalicelib.keys.hsm_store import HsmKeyStore
-from chalicelib.services.registry import get_services
-from chalicelib.storage.models import AliasClaim, AuditLogModel, KeypairModel, SignatureLogModel
-from chalicelib.storage.tx import connection
-from tests.apitest import Account, Api
+from chalicelib.keys.algorithms import SIG_ALGS, KeySpec, PrivateKey, verify_signature
+from chalicelib.keys.backend import NewKey, SealedKey
+from chalicelib.keys.hsm.session import PKCS11_LOCK
+from chalicelib.keys.hsm.store import HsmKeyStore
+from chalicelib.services.container import get_services
+from chalicelib.storage.connection import connection
+from chalicelib.storage.tables import AliasClaim, AuditLogModel, KeypairModel, SignatureLogModel
+from tests.support.api import Account, Api
 
 DIGEST = hashlib.sha256(b"release.tar.gz").digest()
 SIGN = {"hash": base64.b64encode(DIGEST).decode(), "file_name": "release.tar.gz"}
@@ -41,15 +41,17 @@ EC = {"type": "static", "storage": "hsm", "algorithm": "ECDSA", "curve": "P-256"
 LOST_SESSION_NOISE = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-class FlakyBackend:
-    """The real HsmBackend on the test token, with a fault run before (or after) chosen calls.
+class FlakyStore:
+    """The real HsmKeyStore on the test token, with a fault run before (or after) chosen calls.
 
-    `faults` maps `generate` / `sign` / `destroy` / `after_generate` to a callable that raises or
-    does something behind the backend's back. Every key it generates is recorded, so a test can look
+    `faults` maps `generate` / `load` / `destroy` / `after_generate` / `health` to a callable that raises
+    or does something behind the store's back. Every key it generates is recorded, so a test can look
     for it on the token afterwards.
     """
 
-    def __init__(self, real: HsmBackend, **faults: Callable[[], None]) -> None:
+    storage = "hsm"
+
+    def __init__(self, real: HsmKeyStore, **faults: Callable[[], None]) -> None:
         self.real = real
         self.faults = faults
         self.generated: list[str] = []
@@ -58,26 +60,23 @@ class FlakyBackend:
         if name in self.faults:
             self.faults[name]()
 
-    def generate(self, label: str, spec: KeySpec) -> PublicKey:
+    def generate(self, account: str, key_ref: str, spec: KeySpec) -> NewKey:
         self._fault("generate")
-        public_key = self.real.generate(label, spec)
-        self.generated.append(label)
+        new = self.real.generate(account, key_ref, spec)
+        self.generated.append(key_ref)
         self._fault("after_generate")
-        return public_key
+        return new
 
-    def sign(self, label: str, sig_alg: SigAlg, data: bytes) -> bytes:
-        self._fault("sign")
-        return self.real.sign(label, sig_alg, data)
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
+        self._fault("load")
+        return self.real.load(account, key_ref, sealed)
 
-    def destroy(self, label: str) -> int:
+    def destroy(self, key_ref: str) -> None:
         self._fault("destroy")
-        return self.real.destroy(label)
+        self.real.destroy(key_ref)
 
-    def list_labels(self, prefix: str = "") -> list[str]:
-        return self.real.list_labels(prefix)
-
-    def private_key(self, label: str) -> PrivateKey:
-        return self.real.private_key(label)
+    def list_refs(self, prefix: str = "") -> list[str]:
+        return self.real.list_refs(prefix)
 
     def health(self) -> None:
         self._fault("health")
@@ -90,10 +89,10 @@ def hsm_down() -> None:
 
 def close_session_behind_its_back() -> None:
     """What a token restart or an idle timeout does: the shared session (and the login) is gone."""
-    conn = real_backend()._connection
-    with hsm._PKCS11_LOCK:
-        if conn.session is not None:
-            conn.session.close()  # C_Logout + C_CloseSession; the backend still holds the dead handle
+    session = real_store().token.session
+    with PKCS11_LOCK:
+        if session.session is not None:
+            session.session.close()  # C_Logout + C_CloseSession; the store still holds the dead handle
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +111,12 @@ def store(aws: dict[str, str]) -> Iterator[Callable[..., HsmKeyStore]]:
     deps = get_services().deps
     real = deps.hsm()
 
-    def install(backend: Any) -> HsmKeyStore:
-        deps._hsm = HsmKeyStore(backend)
-        return deps._hsm
+    def install(store: Any) -> HsmKeyStore:
+        deps.hsm_store = store
+        return store  # type: ignore[no-any-return]
 
     yield install
-    deps._hsm = real
+    deps.hsm_store = real
 
 
 @pytest.fixture(scope="module")
@@ -128,17 +127,23 @@ def signer(api: Api) -> Iterator[dict[str, Any]]:
     api.ok("DELETE", f"/keypairs/{kp['id']}", status=204)
 
 
-def real_backend() -> HsmBackend:
-    """A backend on the test token with the right PIN, whatever store is swapped in (it shares the process's
-    one connection and login, so it is the token as the service sees it)."""
+def real_store() -> HsmKeyStore:
+    """A store on the test token with the right PIN, whatever store is swapped in (it shares the process's
+    one session and login, so it is the token as the service sees it)."""
     settings = get_services().deps.settings
     pin = settings.hsm_pin or ""
-    return HsmBackend(settings.pkcs11_module, settings.hsm_token_label, lambda: pin)
+    return HsmKeyStore.connect(settings.pkcs11_module, settings.hsm_token_label, lambda: pin)
+
+
+def unreachable(tmp_path: Path) -> HsmKeyStore:
+    """A store whose PKCS#11 module cannot be loaded."""
+    settings = get_services().deps.settings
+    return HsmKeyStore.connect(str(tmp_path / "no-such-module.so"), settings.hsm_token_label, lambda: "unused")
 
 
 def token_labels() -> set[str]:
     """Every keypair key label on the token (account CA labels start with acct_)."""
-    return {label for label in real_backend().list_labels("kp_")}
+    return set(real_store().list_refs("kp_"))
 
 
 def since() -> str:
@@ -170,7 +175,7 @@ def test_module_unavailable_create_is_503_and_leaves_nothing(
     api: Api, store: Callable[..., HsmKeyStore], tmp_path: Path
 ) -> None:
     settings = get_services().deps.settings
-    store(HsmBackend(str(tmp_path / "no-such-module.so"), settings.hsm_token_label, lambda: "unused"))
+    store(unreachable(tmp_path))
     alias, start, before = f"unreachable-{uuid.uuid4().hex[:8]}", since(), token_labels()
 
     status, body = create(api, alias)
@@ -183,8 +188,7 @@ def test_module_unavailable_create_is_503_and_leaves_nothing(
 def test_module_unavailable_sign_is_503_logged_without_a_signature(
     api: Api, store: Callable[..., HsmKeyStore], signer: dict[str, Any], tmp_path: Path
 ) -> None:
-    settings = get_services().deps.settings
-    store(HsmBackend(str(tmp_path / "no-such-module.so"), settings.hsm_token_label, lambda: "unused"))
+    store(unreachable(tmp_path))
     start = since()
 
     response = api.call("POST", f"/keypairs/{signer['id']}/sign", SIGN)
@@ -202,14 +206,13 @@ def test_module_unavailable_delete_is_503_and_the_keypair_stays_whole(
     kp = api.ok("POST", "/keypairs", {"alias": f"undeletable-{uuid.uuid4().hex[:8]}"} | EC, 201)
     label = str(KeypairModel.get(api.account.id, kp["id"]).key_ref)
     real = get_services().deps.hsm()
-    settings = get_services().deps.settings
-    store(HsmBackend(str(tmp_path / "no-such-module.so"), settings.hsm_token_label, lambda: "unused"))
+    store(unreachable(tmp_path))
 
     response = api.call("DELETE", f"/keypairs/{kp['id']}")
 
     assert response.status_code == 503
     assert json.loads(response.body)["error"]["code"] == "hsm_unavailable"
-    get_services().deps._hsm = real
+    get_services().deps.hsm_store = real
     assert api.ok("GET", f"/keypairs/{kp['alias']}")["id"] == kp["id"]
     assert real.list_refs(kp["id"]) == [label]
     signed = api.ok("POST", f"/keypairs/{kp['id']}/sign", SIGN)
@@ -225,13 +228,14 @@ def test_module_unavailable_delete_is_503_and_the_keypair_stays_whole(
 def test_session_closed_mid_create_is_reopened_and_the_key_is_made(
     api: Api, store: Callable[..., HsmKeyStore]
 ) -> None:
-    flaky = store(FlakyBackend(real_backend(), generate=close_session_behind_its_back))
+    flaky = FlakyStore(real_store(), generate=close_session_behind_its_back)
+    store(flaky)
 
     kp = api.ok("POST", "/keypairs", {"alias": f"reopened-{uuid.uuid4().hex[:8]}"} | EC, 201)
 
-    assert flaky.list_refs(kp["id"]) == flaky.backend.generated  # type: ignore[attr-defined]
+    assert flaky.list_refs(kp["id"]) == flaky.generated
     signed = api.ok("POST", f"/keypairs/{kp['id']}/sign", SIGN)
-    public_key = get_services().deps.hsm().private_key(flaky.backend.generated[0]).public_key()  # type: ignore[attr-defined]
+    public_key = real_store().load(api.account.id, flaky.generated[0], None).public_key()
     verify_signature(public_key, SIG_ALGS["SHA256withECDSA"], base64.b64decode(signed["signature"]), DIGEST)
     api.ok("DELETE", f"/keypairs/{kp['id']}", status=204)
 
@@ -240,11 +244,13 @@ def test_session_closed_mid_create_is_reopened_and_the_key_is_made(
 def test_session_closed_mid_sign_is_reopened_and_the_signature_verifies(
     api: Api, store: Callable[..., HsmKeyStore], signer: dict[str, Any]
 ) -> None:
-    store(FlakyBackend(real_backend(), sign=close_session_behind_its_back))
+    api.ok("POST", f"/keypairs/{signer['id']}/sign", SIGN)  # the signing service now holds the key object
+    close_session_behind_its_back()
 
     signed = api.ok("POST", f"/keypairs/{signer['id']}/sign", SIGN)
 
-    public_key = real_backend().private_key(str(KeypairModel.get(api.account.id, signer["id"]).key_ref)).public_key()
+    key_ref = str(KeypairModel.get(api.account.id, signer["id"]).key_ref)
+    public_key = real_store().load(api.account.id, key_ref, None).public_key()
     verify_signature(public_key, SIG_ALGS["SHA256withECDSA"], base64.b64decode(signed["signature"]), DIGEST)
 
 
@@ -258,8 +264,8 @@ def test_session_closed_and_no_pin_to_reopen_with_is_503_and_leaves_nothing(
     def pin_secret_down() -> str:
         raise RuntimeError("secretsmanager: connection refused")
 
-    backend = HsmBackend(settings.pkcs11_module, settings.hsm_token_label, pin_secret_down)
-    store(FlakyBackend(backend, generate=close_session_behind_its_back))
+    no_pin = HsmKeyStore.connect(settings.pkcs11_module, settings.hsm_token_label, pin_secret_down)
+    store(FlakyStore(no_pin, generate=close_session_behind_its_back))
     alias, start, before = f"no-pin-{uuid.uuid4().hex[:8]}", since(), token_labels()
 
     status, body = create(api, alias)
@@ -286,12 +292,11 @@ with mock_aws():
     os.environ["ROTASIGN_KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
     from chalice.test import Client
     from app import app
-    from chalicelib.keys.hsm import HsmBackend
-    from chalicelib.keys.hsm_store import HsmKeyStore
+    from chalicelib.keys.hsm.store import HsmKeyStore
     from chalicelib.services.accounts import bootstrap_account
-    from chalicelib.services.deps import get_deps
+    from chalicelib.services.container import get_deps
     from chalicelib.settings import get_settings
-    from chalicelib.storage.models import AliasClaim, AuditLogModel, KeypairModel, create_tables
+    from chalicelib.storage.tables import AliasClaim, AuditLogModel, KeypairModel, create_tables
 
     for handler in logging.getLogger("rotasign").handlers:
         handler.setStream(logs)
@@ -310,7 +315,7 @@ with mock_aws():
         out["claims"] = [c.alias_key for c in AliasClaim.query(account.account_id)]
         out["generate_entries"] = [e.id for e in AuditLogModel.query(account.account_id) if e.action == "generate"]
         # The operator fixes the PIN: the same alias is free, and the key is made (and removed again).
-        get_deps()._hsm = HsmKeyStore(HsmBackend(settings.pkcs11_module, settings.hsm_token_label, lambda: right))
+        get_deps().hsm_store = HsmKeyStore.connect(settings.pkcs11_module, settings.hsm_token_label, lambda: right)
         r = client.http.post("/api/v1/keypairs", headers=headers, body=body)
         out["fixed"] = [r.status_code, r.body.decode()]
         kp_id = json.loads(r.body)["id"]
@@ -362,11 +367,11 @@ class _CaUnreachable:
 
 @pytest.fixture
 def keypairs_without_ca(aws: dict[str, str]) -> Iterator[None]:
-    keypairs = get_services().keypairs
-    real = keypairs.authorities
-    keypairs.authorities = _CaUnreachable()  # type: ignore[assignment]
+    maker = get_services().keypairs.keys
+    real = maker.authorities
+    maker.authorities = _CaUnreachable()  # type: ignore[assignment]
     yield
-    keypairs.authorities = real
+    maker.authorities = real
 
 
 @pytest.fixture
@@ -387,7 +392,7 @@ def storage_down_for_keypair_writes(aws: dict[str, str]) -> Iterator[None]:
 def test_ca_unreachable_after_keygen_is_503_and_the_new_key_is_destroyed(
     api: Api, store: Callable[..., HsmKeyStore], keypairs_without_ca: None
 ) -> None:
-    flaky = FlakyBackend(real_backend())
+    flaky = FlakyStore(real_store())
     store(flaky)
     alias, start, before = f"no-ca-{uuid.uuid4().hex[:8]}", since(), token_labels()
 
@@ -395,14 +400,14 @@ def test_ca_unreachable_after_keygen_is_503_and_the_new_key_is_destroyed(
 
     assert (status, body["error"]["code"]) == (503, "hsm_unavailable")
     assert len(flaky.generated) == 1  # the key was made on the token ...
-    assert real_backend().list_labels(flaky.generated[0]) == []  # ... and destroyed again
+    assert real_store().list_refs(flaky.generated[0]) == []  # ... and destroyed again
     assert_nothing_made(api, alias, start, before)
 
 
 def test_storage_down_after_keygen_is_503_and_the_new_key_is_destroyed(
     api: Api, store: Callable[..., HsmKeyStore], storage_down_for_keypair_writes: None
 ) -> None:
-    flaky = FlakyBackend(real_backend())
+    flaky = FlakyStore(real_store())
     store(flaky)
     alias, start, before = f"no-db-{uuid.uuid4().hex[:8]}", since(), token_labels()
 
@@ -410,14 +415,14 @@ def test_storage_down_after_keygen_is_503_and_the_new_key_is_destroyed(
 
     assert (status, body["error"]["code"]) == (503, "storage_unavailable")
     assert len(flaky.generated) == 1
-    assert real_backend().list_labels(flaky.generated[0]) == []
+    assert real_store().list_refs(flaky.generated[0]) == []
     assert_nothing_made(api, alias, start, before)
 
 
 def test_alias_taken_after_keygen_is_409_and_the_new_key_is_destroyed(
     api: Api, store: Callable[..., HsmKeyStore], signer: dict[str, Any]
 ) -> None:
-    flaky = FlakyBackend(real_backend())
+    flaky = FlakyStore(real_store())
     store(flaky)
     before = token_labels()
 
@@ -425,7 +430,7 @@ def test_alias_taken_after_keygen_is_409_and_the_new_key_is_destroyed(
 
     assert (status, body["error"]["code"]) == (409, "alias_taken")
     assert len(flaky.generated) == 1
-    assert real_backend().list_labels(flaky.generated[0]) == []
+    assert real_store().list_refs(flaky.generated[0]) == []
     assert token_labels() == before
     assert api.ok("GET", f"/keypairs/{signer['alias']}")["id"] == signer["id"]
 
@@ -435,10 +440,9 @@ def test_hsm_lost_after_keygen_leaves_only_an_orphan_the_sweep_removes(
 ) -> None:
     """The transaction fails and the token goes away before the new key can be destroyed: the key is
     unreferenced, no keypair names it, and the orphan sweep destroys it once it is old enough."""
-    from chalicelib.services.refresh import RefreshOptions
     from chalicelib.services.sweep import sweep_orphans
 
-    flaky = FlakyBackend(real_backend(), destroy=hsm_down)
+    flaky = FlakyStore(real_store(), destroy=hsm_down)
     store(flaky)
     alias, start, before = f"orphan-{uuid.uuid4().hex[:8]}", since(), token_labels()
 
@@ -448,8 +452,8 @@ def test_hsm_lost_after_keygen_leaves_only_an_orphan_the_sweep_removes(
     (orphan,) = flaky.generated
     assert token_labels() == before | {orphan}
     deps = get_services().deps
-    deps._hsm = HsmKeyStore(real_backend())  # the token is back
-    swept = sweep_orphans(deps, RefreshOptions.from_env({}), now=deps.clock() + timedelta(hours=1))
+    deps.hsm_store = real_store()  # the token is back
+    swept = sweep_orphans(deps, now=deps.clock() + timedelta(hours=1))
     assert orphan in swept.removed
     assert_nothing_made(api, alias, start, before - set(swept.removed))
 
@@ -459,20 +463,19 @@ def test_hsm_lost_after_delete_commits_is_204_and_the_sweep_removes_the_key(
 ) -> None:
     """The tombstone is committed and the token goes away before the key is destroyed: the keypair is
     deleted as the client asked (204, 404 afterwards), and its key is left to the orphan sweep."""
-    from chalicelib.services.refresh import RefreshOptions
     from chalicelib.services.sweep import sweep_orphans
 
     kp = api.ok("POST", "/keypairs", {"alias": f"late-destroy-{uuid.uuid4().hex[:8]}"} | EC, 201)
     label = str(KeypairModel.get(api.account.id, kp["id"]).key_ref)
-    store(FlakyBackend(real_backend(), destroy=hsm_down))
+    store(FlakyStore(real_store(), destroy=hsm_down))
 
     assert api.call("DELETE", f"/keypairs/{kp['id']}").status_code == 204
 
     assert api.call("GET", f"/keypairs/{kp['id']}").status_code == 404
     assert api.call("POST", f"/keypairs/{kp['id']}/sign", SIGN).status_code == 404
-    assert real_backend().list_labels(kp["id"]) == [label]
+    assert real_store().list_refs(kp["id"]) == [label]
     deps = get_services().deps
-    deps._hsm = HsmKeyStore(real_backend())  # the token is back
-    swept = sweep_orphans(deps, RefreshOptions.from_env({}), now=deps.clock() + timedelta(hours=1))
+    deps.hsm_store = real_store()  # the token is back
+    swept = sweep_orphans(deps, now=deps.clock() + timedelta(hours=1))
     assert label in swept.removed
-    assert real_backend().list_labels(kp["id"]) == []
+    assert real_store().list_refs(kp["id"]) == []

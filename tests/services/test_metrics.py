@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.apitest import Api
+from tests.support.api import Api
 
 
 class Lines(logging.Handler):
@@ -31,7 +31,7 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def metric_lines() -> Iterator[Lines]:
-    from chalicelib.logs import configure_logging
+    from chalicelib.structured_logging import configure_logging
 
     configure_logging()
     handler = Lines()
@@ -60,7 +60,7 @@ def test_signatures_are_counted_by_outcome(api: Api, metric_lines: Lines) -> Non
 
 
 def test_a_tick_reports_the_refresh_lag_and_a_refresh_is_counted(api: Api, metric_lines: Lines) -> None:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
     from chalicelib.services.scheduler import run_tick
 
     kp = api.ok("POST", "/keypairs", {"alias": "lag", "type": "dynamic", "algorithm": "EdDSA"}, 201)

@@ -18,16 +18,21 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from chalicelib.api import render
+from chalicelib.api.keypairs import parse_new_keypair
+from chalicelib.api.signing import parse_call
 from chalicelib.clock import next_tick, parse_rfc3339, rfc3339
+from chalicelib.domain.logs import SCHEDULER, Actor
 from chalicelib.errors import Conflict, StorageUnavailable
-from chalicelib.keys.algorithms import SIG_ALGS, KeySpec, key_id_of, verify_signature
+from chalicelib.keys.algorithms import SIG_ALGS, KeySpec, PrivateKey, key_id_of, verify_signature
 from chalicelib.keys.backend import KeyBackend, NewKey, SealedKey
-from chalicelib.services.audit import SCHEDULER, Actor
-from chalicelib.services.deps import Deps, get_deps, set_deps
-from chalicelib.services.refresh import RefreshFailed, RefreshMessage, RefreshOptions
-from chalicelib.services.registry import Services, build_services
+from chalicelib.services.container import Deps, Services, build_services, get_deps, set_deps
+from chalicelib.services.pagination import PageRequest
+from chalicelib.services.refresh import sweep_min_age
+from chalicelib.services.refresh_queue import RefreshFailed, RefreshMessage
 from chalicelib.services.sweep import sweep_orphans
-from chalicelib.storage.models import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from chalicelib.storage.tables import AuditLogModel, GenerationModel, KeyMaterialModel, KeypairModel
+from tests.support.clock import FakeClock
 
 INTERVAL = 900
 # Tests run on a fake clock a day ahead, on a quarter-hour grid: keypairs other tests make in this
@@ -37,26 +42,6 @@ T0 = next_tick(datetime.now(UTC) + timedelta(days=1), INTERVAL)
 
 class Crash(BaseException):
     """A process dying at an injected point (BaseException: no `except Exception` swallows it)."""
-
-
-class FakeClock:
-    """A settable clock; with `step`, every reading moves it on (distinct key labels per call)."""
-
-    def __init__(self, now: datetime, step: timedelta | None = None) -> None:
-        self.now = now
-        self.step = step
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            value = self.now
-            if self.step is not None:
-                self.now += self.step
-            return value
-
-    def advance(self, delta: timedelta) -> None:
-        with self._lock:
-            self.now += delta
 
 
 @dataclass
@@ -92,8 +77,8 @@ class FaultyBackend:
             raise Crash("after key generation")
         return new
 
-    def sign(self, account: str, key_ref: str, sealed: SealedKey | None, sig_alg: Any, data: bytes) -> bytes:
-        return self.inner.sign(account, key_ref, sealed, sig_alg, data)
+    def load(self, account: str, key_ref: str, sealed: SealedKey | None) -> PrivateKey:
+        return self.inner.load(account, key_ref, sealed)
 
     def destroy(self, key_ref: str) -> None:
         if self.faults.crash_on_destroy:
@@ -120,26 +105,9 @@ def faulty_services(real: Deps, clock: Any, faults: Faults) -> Services:
     return build_services(FaultyDeps(**values, faults=faults))
 
 
-@pytest.fixture(autouse=True)
-def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB runs transactions in isolation; moto does not (it snapshots whole tables and restores them
-    on failure, undoing a concurrent commit), so the races here get one lock around moto's writes."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    for name in ("transact_write_items", "put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-
-
 @pytest.fixture
 def svc(aws: dict[str, str]) -> Services:
-    from chalicelib.services.registry import get_services
+    from chalicelib.services.container import get_services
 
     return get_services()
 
@@ -160,7 +128,8 @@ def who(svc: Services, account: Any) -> Any:
 
 def create(svc: Services, principal: Any, alias: str, **spec: Any) -> dict[str, Any]:
     body = {"alias": alias, "type": "dynamic", "algorithm": "ECDSA", "curve": "P-256", "storage": "disk"} | spec
-    return svc.keypairs.create(principal, body, None)
+    body = {k: v for k, v in body.items() if v is not None}
+    return render.keypair(svc.keypairs.create(principal, parse_new_keypair(body), None))
 
 
 def row(account: str, kp_id: str) -> KeypairModel:
@@ -173,7 +142,7 @@ def refresh_entries(account: str) -> list[AuditLogModel]:
 
 def sign(svc: Services, principal: Any, kp_id: str, data: bytes) -> dict[str, Any]:
     body = {"hash": base64.b64encode(hashlib.sha256(data).digest()).decode(), "hash_algorithm": "SHA-256"}
-    return svc.signing.sign(principal, kp_id, body, None)
+    return render.signed(svc.signing.sign(principal, parse_call(kp_id, body, None))[0])
 
 
 def verifies(response: dict[str, Any], data: bytes) -> bool:
@@ -312,13 +281,14 @@ def test_after_a_refresh_the_old_key_is_gone_and_its_history_stays(
     assert after.key_id != before.key_id and after.public_key != before.public_key
     assert after.certificate.pem != before.certificate.pem and after.certificate.serial != before.certificate.serial
     if storage == "disk":
-        with pytest.raises(KeyMaterialModel.DoesNotExist):
-            KeyMaterialModel.get(before.key_ref, consistent_read=True)
-        assert KeyMaterialModel.get(after.key_ref, consistent_read=True).account == account.id
+        # One sealed key per keypair, overwritten by the refresh: the old ciphertext is gone.
+        material = KeyMaterialModel.get(kp["id"], consistent_read=True)
+        assert (material.key_ref, material.account) == (after.key_ref, account.id)
+        assert material.key_ref != before.key_ref
     else:
         assert token_refs(svc, kp["id"]) == [after.key_ref]
 
-    history = svc.refresh.generations(who, kp["id"], {})
+    history = render.page(svc.generations.list(who, kp["id"], PageRequest()), render.generation)
     assert [g["generation"] for g in history["items"]] == [2, 1] and history["next"] is None
     old = history["items"][1]
     assert (old["key_id"], old["public_key"], old["certificate"]["pem"]) == (
@@ -355,8 +325,7 @@ def test_two_racing_refreshes_one_wins_and_the_loser_key_is_destroyed(
     if storage == "hsm":
         assert token_refs(svc, kp["id"]) == [after.key_ref]
     else:
-        with pytest.raises(KeyMaterialModel.DoesNotExist):
-            KeyMaterialModel.get(loser, consistent_read=True)
+        assert KeyMaterialModel.get(kp["id"], consistent_read=True).key_ref == after.key_ref != loser
 
 
 def test_racing_refreshes_in_the_same_second_share_nothing_on_the_hsm(svc: Services, who: Any, account: Any) -> None:
@@ -374,7 +343,7 @@ def test_racing_refreshes_in_the_same_second_share_nothing_on_the_hsm(svc: Servi
 def test_a_static_keypair_is_never_refreshed_by_a_message(svc: Services, clock: FakeClock, who: Any,
                                                           account: Any) -> None:
     kp = create(svc, who, "static-msg", type="static")
-    outcome = svc.refresh.handle_message(RefreshMessage(account.id, kp["id"], 1))
+    outcome = svc.queue.handle_message(RefreshMessage(account.id, kp["id"], 1))
     assert not outcome.refreshed and int(row(account.id, kp["id"]).generation) == 1
 
 
@@ -398,9 +367,9 @@ def test_a_crash_leaves_nothing_the_sweep_cannot_clean_and_the_keypair_signs(
     if storage == "hsm":
         assert sorted(token_refs(svc, kp["id"])) == sorted([current.key_ref, orphan])
 
-    assert orphan not in sweep_orphans(svc.deps, svc.refresh.options).removed  # too young to judge yet
-    clock.advance(svc.refresh.options.sweep_min_age(INTERVAL) + timedelta(seconds=1))
-    swept = sweep_orphans(svc.deps, svc.refresh.options).removed
+    assert orphan not in sweep_orphans(svc.deps).removed  # too young to judge yet
+    clock.advance(sweep_min_age(svc.deps) + timedelta(seconds=1))
+    swept = sweep_orphans(svc.deps).removed
     if storage == "hsm":
         assert orphan in swept and token_refs(svc, kp["id"]) == [current.key_ref]
         [entry] = AuditLogModel.by_type_action.query(f"{account.id}#dynamic#sweep")
@@ -417,7 +386,7 @@ def test_the_sweep_keeps_account_authority_keys_and_current_keys(svc: Services, 
     svc.deps.hsm().generate(account.id, f"{account.id}/ca/production-probe", KeySpec("ECDSA", None, "P-256"))
     try:
         clock.advance(timedelta(hours=1))
-        swept = sweep_orphans(svc.deps, svc.refresh.options).removed
+        swept = sweep_orphans(svc.deps).removed
         assert not [ref for ref in swept if ref.startswith((account.id, kp["id"]))]
         assert token_refs(svc, kp["id"]) == [row(account.id, kp["id"]).key_ref]
     finally:
@@ -502,15 +471,16 @@ def test_single_use_keypair_signs_once_per_generation(svc: Services, clock: Fake
     assert len(set(generations)) == count
     assert len({r["key_id"] for r, _ in signed}) == count
     assert all(verifies(r, data) for r, data in signed)
-    # Each signature retired its generation, and the next request finds a fresh key.
+    # Each generation recorded its one signature, and the next request finds a fresh key.
     assert int(row(account.id, kp["id"]).generation) > max(generations)
-    used = {int(g.generation): g.retired_at for g in GenerationModel.query(kp["id"])}
-    assert all(used[g] is not None for g in generations)
+    used = {int(g.generation): g.signed_by for g in GenerationModel.query(kp["id"])}
+    assert sorted(used[g] for g in generations) == sorted(r["signature_log_id"] for r, _ in signed)
 
 
-def test_refresh_options_scale_with_the_interval() -> None:
-    options = RefreshOptions.from_env({"ROTASIGN_REFRESH_MAX_RECEIVES": "3"})
-    assert options.max_receives == 3
-    assert options.sweep_min_age(900) == timedelta(minutes=5)
-    assert options.sweep_min_age(10) == timedelta(seconds=60)
-    assert RefreshOptions.from_env({"ROTASIGN_SWEEP_MIN_AGE_SECONDS": "2"}).sweep_min_age(10) == timedelta(seconds=2)
+def test_the_sweep_age_scales_with_the_interval(svc: Services) -> None:
+    def age(**settings: Any) -> timedelta:
+        return sweep_min_age(dataclasses.replace(svc.deps, settings=dataclasses.replace(svc.deps.settings, **settings)))
+
+    assert age(schedule_seconds=900, sweep_min_age_seconds=None) == timedelta(minutes=5)
+    assert age(schedule_seconds=10, sweep_min_age_seconds=None) == timedelta(seconds=60)
+    assert age(schedule_seconds=10, sweep_min_age_seconds=2.0) == timedelta(seconds=2)

@@ -1,0 +1,140 @@
+"""Domain values in their API.md form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.identity import Account, ApiKey
+from chalicelib.domain.keypairs import Certificate, Generation, Keypair
+from chalicelib.domain.logs import AuditEntry, SignatureEntry
+from chalicelib.services.pagination import Page
+from chalicelib.services.sign_requests import Signed
+
+
+def certificate(cert: Certificate | None) -> dict[str, str] | None:
+    """`{serial, pem, not_before, not_after, issuer}` or null."""
+    return cert.as_dict() if cert is not None else None
+
+
+def keypair(kp: Keypair) -> dict[str, Any]:
+    """The Keypair object."""
+    return {
+        "id": kp.id,
+        "alias": kp.alias,
+        "type": kp.type.value,
+        "algorithm": kp.spec.algorithm,
+        "key_size": kp.spec.key_size,
+        "curve": kp.spec.curve,
+        "category": kp.category.value,
+        "storage": kp.storage.value,
+        "status": kp.status.value,
+        "access": kp.access.value,
+        "allowed_users": list(kp.allowed_users),
+        "allowed_groups": list(kp.allowed_groups),
+        "team_id": kp.team_id,
+        "profile_id": kp.profile_id,
+        "generate_certificate": kp.generate_certificate,
+        "refresh_after_sign": kp.refresh_after_sign,
+        "key_id": kp.key_id,
+        "generation": kp.generation,
+        "public_key": kp.public_key,
+        "certificate": certificate(kp.certificate),
+        "created_at": kp.created_at,
+        "created_by": kp.created_by,
+        "refreshed_at": kp.refreshed_at,
+        "next_refresh_at": kp.next_refresh_at if kp.dynamic else None,
+    }
+
+
+def generation(gen: Generation) -> dict[str, Any]:
+    """One generation of a keypair."""
+    return {
+        "generation": gen.generation,
+        "key_id": gen.key_id,
+        "public_key": gen.public_key,
+        "certificate": certificate(gen.certificate),
+        "created_at": gen.created_at,
+        "retired_at": gen.retired_at,
+    }
+
+
+def signed(result: Signed) -> dict[str, Any]:
+    """The sign response of one signature."""
+    import base64
+
+    kp = result.keypair
+    return {
+        "signature": base64.b64encode(result.signature).decode(),
+        "sig_alg": result.sig_alg,
+        "keypair_id": kp.id,
+        "alias": kp.alias,
+        "key_id": kp.key_id,
+        "generation": kp.generation,
+        "certificate": certificate(kp.certificate),
+        "chain": list(result.chain),
+        "timestamp_token": result.timestamp_token,
+        "signature_log_id": result.entry.id,
+        "signed_at": result.entry.signed_at,
+    }
+
+
+def audit_entry(entry: AuditEntry) -> dict[str, Any]:
+    """An audit-log entry."""
+    return {
+        "id": entry.id,
+        "at": entry.at,
+        "actor": entry.actor,
+        "type": entry.type,
+        "action": entry.action,
+        "resource_id": entry.resource_id,
+        "resource_alias": entry.resource_alias,
+        "outcome": entry.outcome,
+        "error": entry.error,
+        "details": entry.details,
+        "source_ip": entry.source_ip,
+    }
+
+
+SIGNATURE_FIELDS = ("signed_at", "status", "signer", "keypair_id", "keypair_alias", "keypair_type", "key_id",
+                    "generation", "algorithm", "sig_alg", "signature_type", "hash_algorithm", "hash", "signature",
+                    "file_name", "tool", "client_ip", "error")
+
+
+def signature_entry(entry: SignatureEntry) -> dict[str, Any]:
+    """A signature-log entry (a success also carries its time-stamp token and certificate serial)."""
+    body: dict[str, Any] = {"id": entry.id}
+    body.update({name: getattr(entry, name) for name in SIGNATURE_FIELDS})
+    if entry.status == "success":
+        body["timestamp_token"] = entry.timestamp_token
+        body["certificate_serial"] = entry.certificate_serial
+    return body
+
+
+def account(acct: Account) -> dict[str, Any]:
+    """The account's settings."""
+    return {
+        "id": acct.id,
+        "name": acct.name,
+        "teams_enabled": acct.teams_enabled,
+        "require_keypair_profile": acct.require_keypair_profile,
+        "public_tsa": acct.public_tsa,
+        "created_at": acct.created_at,
+    }
+
+
+def api_key(key: ApiKey) -> dict[str, Any]:
+    """A key as listed: its id and prefix, never its secret or hash."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": f"rsk_{key.id}_",
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "last_used_at": key.last_used_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+def page(result: Page[Any], render: Any) -> dict[str, Any]:
+    """`{"items": [...], "next": token | null}`."""
+    return {"items": [render(item) for item in result.items], "next": result.next}

@@ -1,0 +1,1 @@
+"""Domain values: frozen, validated when built, free of storage and HTTP (standard library only)."""

@@ -1,0 +1,102 @@
+"""Accounts, users, API keys, the authenticated caller, and the permission tables of API.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chalicelib.errors import Forbidden
+
+PERMISSIONS: tuple[str, ...] = (
+    "generate_keypair",
+    "view_keypair",
+    "manage_keypair",
+    "sign",
+    "view_audit_log",
+    "manage_users",
+    "manage_teams",
+    "manage_profiles",
+    "manage_releases",
+    "manage_account",
+)
+ROLES: dict[str, frozenset[str]] = {
+    "admin": frozenset(PERMISSIONS),
+    "lead": frozenset(PERMISSIONS) - {"manage_account", "manage_users"},
+    "developer": frozenset({"view_keypair", "generate_keypair", "sign", "view_audit_log"}),
+    "auditor": frozenset({"view_keypair", "view_audit_log"}),
+}
+
+
+def effective_permissions(roles: tuple[str, ...] | list[str], extra: tuple[str, ...] | list[str]) -> frozenset[str]:
+    """Union of the roles' permissions and the user's own (unknown names grant nothing)."""
+    granted: set[str] = set(extra) & set(PERMISSIONS)
+    for role in roles:
+        granted |= ROLES.get(role, frozenset())
+    return frozenset(granted)
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account: its settings and the public halves of its CAs and TSA."""
+
+    id: str
+    name: str
+    created_at: str
+    production_ca_pem: str
+    test_ca_pem: str
+    tsa_pem: str
+    ca_storage: str = "disk"
+    teams_enabled: bool = False
+    require_keypair_profile: bool = False
+    public_tsa: bool = False
+    version: int = 1
+
+    def ca_pem(self, category: str) -> str:
+        """The issuing CA certificate of a keypair category (`production` or `test`)."""
+        return self.test_ca_pem if category == "test" else self.production_ca_pem
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of an account."""
+
+    account: str
+    id: str
+    name: str
+    created_at: str
+    email: str | None = None
+    roles: tuple[str, ...] = ()
+    permissions: tuple[str, ...] = ()
+    deleted_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as stored: only the SHA-256 of its secret."""
+
+    id: str
+    account: str
+    user_id: str
+    secret_sha256: bytes = field(repr=False)
+    created_at: str = ""
+    name: str | None = None
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    account: str
+    user_id: str
+    name: str
+    roles: tuple[str, ...]
+    permissions: frozenset[str]
+    api_key_id: str
+    key_expires_at: str | None = None
+
+    def require(self, permission: str) -> None:
+        """Raise Forbidden unless the caller holds `permission`."""
+        if permission not in self.permissions:
+            raise Forbidden(f"This needs the {permission} permission.", details={"permission": permission})

@@ -1,0 +1,100 @@
+"""Accounts, users and a JSON client over Chalice's test client."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# Every algorithm and size of API.md, as POST /keypairs fields.
+KEY_SPECS: dict[str, dict[str, Any]] = {
+    "rsa-2048": {"algorithm": "RSA", "key_size": 2048},
+    "rsa-3072": {"algorithm": "RSA", "key_size": 3072},
+    "rsa-4096": {"algorithm": "RSA", "key_size": 4096},
+    "p-256": {"algorithm": "ECDSA", "curve": "P-256"},
+    "p-384": {"algorithm": "ECDSA", "curve": "P-384"},
+    "p-521": {"algorithm": "ECDSA", "curve": "P-521"},
+    "ed25519": {"algorithm": "EdDSA"},
+}
+
+
+@dataclass
+class Account:
+    """A bootstrapped account and its admin's key."""
+
+    id: str
+    name: str
+    user_id: str
+    api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key, "Content-Type": "application/json"}
+
+
+def make_account(name: str | None = None) -> Account:
+    """Bootstrap a fresh account (unique name)."""
+    import uuid
+
+    from chalicelib.services.accounts import bootstrap_account
+    from chalicelib.services.container import get_deps
+
+    name = name or f"acme-{uuid.uuid4().hex[:10]}"
+    result = bootstrap_account(get_deps(), name)
+    return Account(result.account_id, name, result.user_id, result.api_key)
+
+
+class Api:
+    """A small JSON helper over the Chalice test client."""
+
+    def __init__(self, client: Any, account: Account) -> None:
+        self.client = client
+        self.account = account
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        hdrs = dict(self.account.headers)
+        hdrs.update(headers or {})
+        raw = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
+        fn = getattr(self.client.http, method.lower())
+        return fn(f"/api/v1{path}", headers=hdrs, body=raw) if raw is not None else fn(f"/api/v1{path}", headers=hdrs)
+
+    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        response = self.call(method, path, body)
+        assert response.status_code == status, (response.status_code, response.body[:500])
+        return json.loads(response.body) if response.body else None
+
+
+def add_user(account: Account, name: str, *, roles: tuple[str, ...] = (), permissions: tuple[str, ...] = (),
+             expires_at: str | None = None) -> Account:
+    """Another user of `account` with an API key, written straight to storage (its admin routes come later)."""
+    from chalicelib.clock import rfc3339
+    from chalicelib.domain.identity import User
+    from chalicelib.ids import new_id
+    from chalicelib.services.authentication import issue_api_key
+    from chalicelib.services.container import get_deps
+
+    store = get_deps().store
+    now = rfc3339(get_deps().clock())
+    user = User(account.id, new_id("usr"), name, now, roles=roles, permissions=permissions)
+    issued = issue_api_key(account.id, user.id, now, "test", expires_at)
+    tx = store.transaction()
+    store.identity.stage_user(tx, user)
+    store.identity.stage_api_key(tx, issued.key)
+    tx.commit()
+    return Account(account.id, account.name, user.id, issued.secret)
+
+
+def sign_in_process(principal: Any, ref: str, body: Any, client_ip: str = "127.0.0.1") -> dict[str, Any]:
+    """What POST /keypairs/{ref}/sign answers, by calling the signing service the route calls.
+
+    For threads: Chalice's test client is not thread-safe (it swaps os.environ and sets
+    app.current_request per request).
+    """
+    from chalicelib.api import render
+    from chalicelib.api.signing import parse_call
+    from chalicelib.services.container import get_services
+
+    results = get_services().signing.sign(principal, parse_call(ref, body, client_ip))
+    if isinstance(body, dict) and "items" in body:
+        return {"items": [render.signed(r) for r in results]}
+    return render.signed(results[0])
