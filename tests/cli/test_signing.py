@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
 from tests.cli.conftest import Cli, Stack, assert_error, table
+from tests.support.openssl import openssl
 
 pytestmark = pytest.mark.e2e
 
@@ -70,11 +71,6 @@ def flip_byte(path: Path, offset: int = 1000) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
-
-
-def openssl(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run openssl; the result, whatever its exit code."""
-    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
 
 
 def checks(result: Any) -> dict[str, str]:
