@@ -122,19 +122,19 @@ def test_two_admins_removing_each_other_at_once_leave_one(api: Api, account: Acc
         account.user_id: services.auth.authenticate(account.api_key, None),
         other.user_id: services.auth.authenticate(other.api_key, None),
     }
+
+    def remove(barrier: threading.Barrier, results: dict[str, str], actor: str, target: str) -> None:
+        barrier.wait()
+        try:
+            services.users.update(principals[actor], target, _demote(), None)
+            results[actor] = "ok"
+        except RotasignError as exc:
+            results[actor] = exc.code
+
     for round_ in range(5):
         barrier = threading.Barrier(2)
         results: dict[str, str] = {}
-
-        def remove(actor: str, target: str) -> None:
-            barrier.wait()
-            try:
-                services.users.update(principals[actor], target, _demote(), None)
-                results[actor] = "ok"
-            except RotasignError as exc:
-                results[actor] = exc.code
-
-        threads = [threading.Thread(target=remove, args=(a, b)) for a, b in
+        threads = [threading.Thread(target=remove, args=(barrier, results, a, b)) for a, b in
                    ((account.user_id, other.user_id), (other.user_id, account.user_id))]
         for t in threads:
             t.start()
