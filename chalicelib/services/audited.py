@@ -11,6 +11,7 @@ from chalicelib.domain.identity import Principal
 from chalicelib.domain.logs import Actor, AuditEntry
 from chalicelib.errors import ValidationError
 from chalicelib.storage.transaction import Transaction
+from chalicelib.structured_logging import annotate
 
 if TYPE_CHECKING:
     from chalicelib.services.container import Deps
@@ -42,6 +43,7 @@ class AuditedChange:
             details=details or {}, expires=self.deps.log_expiry(self.at),
         ))
         self.tx.commit()
+        annotate(action=f"{type}_{action}", resource_id=resource_id, outcome="success")
 
 
 def plain(value: Any) -> Any:
