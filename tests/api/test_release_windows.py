@@ -127,11 +127,12 @@ def test_a_warm_windowed_signature_is_one_transaction(
     with RequestCounter() as warm:
         assert sign(api, offline).status_code == 200
     assert warm.of("dynamodb") == ["TransactWriteItems"], warm.calls
-    caches.advance(5.001)  # every cache lapses: principal (GetItem key, GetItem user, 2 Query), state, windows
+    caches.advance(5.001)  # every cache lapses
     with RequestCounter() as cold:
         assert sign(api, offline).status_code == 200
-    # The key and its user, the user's groups and teams; the keypair's state; the account's open windows.
-    assert cold.of("dynamodb") == ["GetItem", "GetItem", "Query", "Query", "BatchGetItem", "Query",
+    # The key and its user, the user's groups and teams; the keypair's state; the account's open windows;
+    # the account (its CA chain); then the one write.
+    assert cold.of("dynamodb") == ["GetItem", "GetItem", "Query", "Query", "BatchGetItem", "Query", "GetItem",
                                    "TransactWriteItems"], cold.calls
 
 
