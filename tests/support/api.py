@@ -85,7 +85,7 @@ class Api:
 
 def add_user(account: Account, name: str, *, roles: tuple[str, ...] = (), permissions: tuple[str, ...] = (),
              expires_at: str | None = None) -> Account:
-    """Another user of `account` with an API key, written straight to storage (its admin routes come later)."""
+    """Another user of `account` with an API key, written straight to storage (`Api.new_user` uses the routes)."""
     from chalicelib.clock import rfc3339
     from chalicelib.domain.identity import User
     from chalicelib.ids import new_id
