@@ -1,8 +1,8 @@
 """End to end: a release window with `max_signatures = 5` and 20 signers at once over real HTTP → exactly 5.
 
 The local stack (`localdev.stack.start`, what `make run` starts) runs in a process of its own
-(tests/console/stack_process.py: a pytest worker that loaded in-process moto and the test token cannot
-switch to the stack's), serves HTTP on threads, and its emulator applies each DynamoDB request atomically.
+(tests/support/stack.py says why), serves HTTP on threads, and its emulator applies each DynamoDB
+request atomically.
 Twenty users sign the same offline keypair at the same moment, each with its own key and its own digest.
 """
 
@@ -11,9 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -26,11 +23,10 @@ import pytest
 
 from chalicelib.clock import rfc3339
 from tests.support.api import check_signed
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 240.0  # a guard against a hung start on a loaded machine, not an assertion on speed
 SIGNERS, BUDGET = 20, 5
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -62,32 +58,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    state = tmp_path_factory.mktemp("window-stack")
-    # A fresh shell's view: nothing of this test process's moto, token or settings.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROTASIGN_")) and k != "SOFTHSM2_CONF"}
-    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "console" / "stack_process.py"), str(state / "state"), "900"],
-        cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(state / "stack.err").open("w"),
-        text=True,
-    )
-    assert process.stdout is not None and process.stdin is not None
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline() if process.stdout else ""))
-    reader.start()
-    reader.join(START_TIMEOUT)
-    if not line or not line[0].strip():
-        process.kill()
-        pytest.fail(f"the local stack did not start: {(state / 'stack.err').read_text()[-2000:]}")
-    started = json.loads(line[0])
-    try:
-        yield Stack(started["endpoint"], started["api_key"])
-    finally:
-        process.stdin.close()  # the stack stops when its standard input closes
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_stack(tmp_path_factory.mktemp("window-stack"), 900, "windows") as running:
+        yield Stack(running.endpoint, running.api_key)
 
 
 def test_twenty_signers_at_once_spend_a_budget_of_five_exactly(stack: Stack, tmp_path: Path) -> None:
