@@ -6,7 +6,20 @@ from typing import Any
 
 from chalice import Chalice, Cron
 
-from chalicelib.api import console, identity, keypairs, logs, refresh, signing, timestamp
+from chalicelib.api import (
+    console,
+    groups,
+    identity,
+    keypairs,
+    logs,
+    profiles,
+    refresh,
+    release_windows,
+    signing,
+    teams,
+    timestamp,
+    users,
+)
 from chalicelib.api.middleware import http_middleware
 from chalicelib.structured_logging import configure_logging
 
@@ -22,6 +35,11 @@ app.register_blueprint(logs.bp, url_prefix="/api/v1")
 app.register_blueprint(timestamp.bp, url_prefix="/api/v1")
 app.register_blueprint(refresh.bp, url_prefix="/api/v1")
 app.register_blueprint(console.bp, url_prefix="/console")
+app.register_blueprint(users.bp, url_prefix="/api/v1")
+app.register_blueprint(groups.bp, url_prefix="/api/v1")
+app.register_blueprint(teams.bp, url_prefix="/api/v1")
+app.register_blueprint(profiles.bp, url_prefix="/api/v1")
+app.register_blueprint(release_windows.bp, url_prefix="/api/v1")
 
 
 @app.lambda_function(name="bootstrap")

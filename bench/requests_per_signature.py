@@ -1,10 +1,11 @@
 """DynamoDB and KMS requests per signature, counted from botocore `before-call` events (not assumed),
 and the write capacity units one signature's log entry costs.
 
-Scenarios: warm caches (the steady state of a warm Lambda), the first signature after the 5-second
-principal and account caches lapse, the first signature with a keypair in this process, a batch of 100,
-and refusals. Write units follow DynamoDB's pricing rules: ceil(item size / 1 KB) for the table and for
-each index the item lands in (ALL projection copies the whole item); a transactional write costs twice.
+Scenarios: warm caches (the steady state of a warm Lambda), an offline keypair inside a release window
+(its count is a second item of the same write), the first signature after the 5-second principal and
+account caches lapse, the first signature with a keypair in this process, a batch of 100, and refusals.
+Write units follow DynamoDB's pricing rules: ceil(item size / 1 KB) for the table and for each index the
+item lands in (ALL projection copies the whole item); a transactional write costs twice.
 Run: `.venv/bin/python bench/requests_per_signature.py`.
 """
 
@@ -12,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common import RequestCounter, Stack, print_table, sign_body, stack
+
+from chalicelib.clock import rfc3339
 
 
 def main() -> None:
@@ -27,7 +31,13 @@ def main() -> None:
         static = s.keypair("count-static", {"algorithm": "ECDSA", "curve": "P-256"})
         dynamic = s.keypair("count-dynamic", {"algorithm": "ECDSA", "curve": "P-256"}, type="dynamic")
         offline = s.keypair("count-offline", {"algorithm": "ECDSA", "curve": "P-256"}, status="offline")
-        for ref in (static["id"], dynamic["id"], "count-static"):
+        windowed = s.keypair("count-windowed", {"algorithm": "ECDSA", "curve": "P-256"}, status="offline")
+        now = datetime.now(UTC)
+        status, _ = s.call("POST", "/release-windows", {
+            "name": "bench", "keypair_ids": [windowed["id"]], "starts_at": rfc3339(now - timedelta(minutes=1)),
+            "ends_at": rfc3339(now + timedelta(hours=1)), "max_signatures": 1_000_000})
+        assert status == 201
+        for ref in (static["id"], dynamic["id"], "count-static", windowed["id"]):
             s.sign(ref, body)
 
         def first_with_new_keypair(by: str) -> Callable[[Stack], object]:
@@ -44,6 +54,7 @@ def main() -> None:
             ("warm, static keypair by id", lambda st: st.sign(static["id"], body)),
             ("warm, static keypair by alias", lambda st: st.sign("count-static", body)),
             ("warm, dynamic keypair by id", lambda st: st.sign(dynamic["id"], body)),
+            ("warm, offline keypair in a release window", lambda st: st.sign(windowed["id"], body)),
             ("principal + account caches lapsed (every 5 s)", lapsed_caches),
             ("first use of a keypair in this process, by id", first_with_new_keypair("id")),
             ("first use of a keypair in this process, by alias", first_with_new_keypair("alias")),
@@ -93,15 +104,21 @@ def write_units(services: Any, s: Stack) -> list[list[str]]:
     """WCU of the newest success entry of this account, as the table and its indexes charge it."""
     from chalicelib.domain.logs import SignatureFilter
     from chalicelib.storage.signature_log import item_of
-    from chalicelib.storage.tables import SignatureLogModel
+    from chalicelib.storage.tables import ReleaseWindowModel, SignatureLogModel
 
     [entry], _ = services.deps.store.signatures.query(s.account, SignatureFilter(status="success"), 1, None)
     item = item_of(entry)
     size = item_bytes(item)
     indexes = [i for i in SignatureLogModel._indexes.values() if i._hash_key_attribute().attr_name in item]
     units = -(-size // 1024) * (1 + len(indexes))
+    # The release window's counter: its item (and its one local index, which projects all of it).
+    window = next(iter(ReleaseWindowModel.query(s.account)))
+    window_size = item_bytes(window.serialize())
+    window_units = -(-window_size // 1024) * 2
     return [["success entry (token and certificate serial included)", str(size), str(len(indexes)), str(units),
-             str(2 * units)]]
+             str(2 * units)],
+            ["release window counter (`ADD signatures_used`)", str(window_size), "1", str(window_units),
+             str(2 * window_units)]]
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ TABLES = (
     "generations",
     "audit_log",
     "signature_log",
+    "groups",
+    "teams",
+    "keypair_profiles",
+    "release_windows",
 )
 
 

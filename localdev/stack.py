@@ -219,7 +219,12 @@ def _start(
 
 def _http_server(port: int) -> Any:
     from chalice.config import Config
-    from chalice.local import LocalChalice, LocalDevServer, create_local_server
+    from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
+
+    class Server(ThreadedHTTPServer):
+        # socketserver listens with a backlog of 5: a burst of clients (a CI job's parallel signers) got
+        # connections reset before a thread could accept them.
+        request_queue_size = 128
 
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
@@ -232,9 +237,10 @@ def _http_server(port: int) -> Any:
     )
     # The stage's environment_variables are not applied: the stack's own environment is authoritative
     # (it sets ROTASIGN_STAGE=local and its own schedule interval).
-    if isinstance(app_obj, LocalChalice):  # a second stack in one process: the class is already swapped
-        return LocalDevServer(app_obj, config, HOST, port)
-    return create_local_server(app_obj, config, HOST, port)
+    if not isinstance(app_obj, LocalChalice):  # as chalice's create_local_server (a second stack: already swapped)
+        CustomLocalChalice.__bases__ = (LocalChalice, app_obj.__class__)
+        app_obj.__class__ = CustomLocalChalice
+    return LocalDevServer(app_obj, config, HOST, port, server_cls=Server)
 
 
 def _self_check(endpoint: str, api_key: str) -> None:

@@ -43,7 +43,8 @@ def me() -> dict[str, Any]:
     who = principal()
     account = get_services().accounts.get(who.account)
     return {
-        "user": {"id": who.user_id, "name": who.name, "roles": list(who.roles)},
+        "user": {"id": who.user_id, "name": who.name, "roles": list(who.roles),
+                 "group_ids": sorted(who.group_ids), "team_ids": sorted(who.team_ids)},
         "account": render.account(account),
         "permissions": sorted(who.permissions),
         "api_key_id": who.api_key_id,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from chalice import Blueprint, Response
 
@@ -10,12 +11,14 @@ from chalicelib.api import render
 from chalicelib.api.http import endpoint, json_body, principal, query, source_ip
 from chalicelib.api.parsing import Fields, Params
 from chalicelib.domain.keypairs import ALIAS_RE, Access, Category, KeypairType, Status, Storage, valid_alias
-from chalicelib.domain.keyspec import ALGORITHMS, KeySpec
+from chalicelib.domain.keyspec import ALGORITHMS
 from chalicelib.ids import looks_like_id
 from chalicelib.services.container import get_services
-from chalicelib.services.keypairs import KeypairChange, KeypairQuery, NewKeypair
+from chalicelib.services.keypair_requests import KeypairRequest
+from chalicelib.services.keypairs import KeypairChange, KeypairQuery
 
 bp = Blueprint(__name__)
+E = TypeVar("E", bound=StrEnum)
 
 CREATE_FIELDS = ("alias", "type", "algorithm", "key_size", "curve", "category", "storage", "status", "access",
                  "allowed_users", "allowed_groups", "team_id", "profile_id", "generate_certificate",
@@ -35,14 +38,20 @@ def _alias(f: Fields, required: bool) -> str | None:
     return alias
 
 
-def parse_new_keypair(body: Any) -> NewKeypair:
-    """POST /keypairs body → NewKeypair; raises ValidationError / UnsupportedAlgorithm."""
+def _optional(f: Fields, name: str, enum: type[E]) -> E | None:
+    """An enumeration value, or None when the field was left out (a profile or a default fills it)."""
+    return f.choice(name, enum) if f.has(name) else None
+
+
+def parse_new_keypair(body: Any) -> KeypairRequest:
+    """POST /keypairs body → KeypairRequest; raises ValidationError.
+
+    `type`, `algorithm`, `key_size`, `curve`, `category`, `storage` and `status` may be left out when the
+    keypair profile sets them; the service applies the profile and checks the key parameters together.
+    """
     f = Fields(body, CREATE_FIELDS)
     alias = _alias(f, required=True)
-    kind = f.choice("type", KeypairType)
-    if not f.has("algorithm"):
-        raise f.error("algorithm", "algorithm is required.")
-    spec = KeySpec.build(f.raw("algorithm"), f.raw("key_size"), f.raw("curve"))
+    kind = _optional(f, "type", KeypairType)
     access = f.choice("access", Access, Access.OPEN)
     users = f.ids("allowed_users", "usr") or ()
     groups = f.ids("allowed_groups", "grp") or ()
@@ -54,15 +63,13 @@ def parse_new_keypair(body: Any) -> NewKeypair:
     profile_id = f.raw("profile_id")
     if profile_id is not None and not (isinstance(profile_id, str) and looks_like_id(profile_id, "prof")):
         raise f.error("profile_id", "profile_id must be a keypair profile id.")
-    refresh_after_sign = f.flag("refresh_after_sign", False)
-    if refresh_after_sign and kind is not KeypairType.DYNAMIC:
-        raise f.error("refresh_after_sign", "refresh_after_sign needs a dynamic keypair.")
     assert alias is not None
-    return NewKeypair(
-        alias=alias, type=kind, spec=spec, category=f.choice("category", Category, Category.PRODUCTION),
-        storage=f.choice("storage", Storage, Storage.DISK), status=f.choice("status", Status, Status.ONLINE),
-        access=access, allowed_users=users, allowed_groups=groups, team_id=team_id, profile_id=profile_id,
-        generate_certificate=f.flag("generate_certificate", True), refresh_after_sign=refresh_after_sign,
+    return KeypairRequest(
+        alias=alias, type=kind, algorithm=f.raw("algorithm"), key_size=f.raw("key_size"), curve=f.raw("curve"),
+        category=_optional(f, "category", Category), storage=_optional(f, "storage", Storage),
+        status=_optional(f, "status", Status), access=access, allowed_users=users, allowed_groups=groups,
+        team_id=team_id, profile_id=profile_id, generate_certificate=f.flag("generate_certificate", True),
+        refresh_after_sign=f.flag("refresh_after_sign", False),
     )
 
 

@@ -114,6 +114,28 @@ class Fields:
                 raise self.error(name, f"{name} must hold {prefix}_ ids; {v[:40]!r} is not one.")
         return tuple(dict.fromkeys(value))
 
+    def names(self, name: str, allowed: Iterable[str]) -> tuple[str, ...] | None:
+        """A list of distinct names, each one of `allowed`."""
+        value = self._get(name, False)
+        if value is _ABSENT:
+            return None
+        options = tuple(allowed)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(name, f"{name} must be a list of names.")
+        for v in value:
+            if v not in options:
+                raise self.error(name, f"{name} may hold only {', '.join(options)}; {v[:40]!r} is not one.")
+        return tuple(dict.fromkeys(value))
+
+    def integer(self, name: str, *, minimum: int, maximum: int, nullable: bool = False) -> int | None:
+        """A whole number from `minimum` to `maximum`."""
+        value = self._get(name, False, nullable)
+        if value is _ABSENT:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise self.error(name, f"{name} must be an integer from {minimum} to {maximum}.")
+        return value
+
     def time(self, name: str, *, nullable: bool = False) -> datetime | None:
         """An RFC 3339 time."""
         value = self._get(name, False, nullable)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain.identity import Account, ApiKey
+from chalicelib.clock import rfc3339
+from chalicelib.domain.identity import Account, ApiKey, Group
 from chalicelib.domain.keypairs import Certificate, Generation, Keypair
 from chalicelib.domain.logs import AuditEntry, SignatureEntry
+from chalicelib.domain.profiles import PROFILE_FIELDS, KeypairProfile
+from chalicelib.domain.releases import ReleaseWindow
 from chalicelib.services.pagination import Page
 from chalicelib.services.sign_requests import Signed
+from chalicelib.services.teams import TeamView
+from chalicelib.services.users import UserView
 
 
 def certificate(cert: Certificate | None) -> dict[str, str] | None:
@@ -138,3 +143,54 @@ def api_key(key: ApiKey) -> dict[str, Any]:
 def page(result: Page[Any], render: Any) -> dict[str, Any]:
     """`{"items": [...], "next": token | null}`."""
     return {"items": [render(item) for item in result.items], "next": result.next}
+
+
+def user(view: UserView) -> dict[str, Any]:
+    """A user: `permissions` are its own (beyond its roles), `effective_permissions` all it may do."""
+    u = view.user
+    return {
+        "id": u.id,
+        "name": u.name,
+        "email": u.email,
+        "roles": list(u.roles),
+        "permissions": list(u.permissions),
+        "effective_permissions": sorted(u.effective_permissions),
+        "group_ids": list(view.group_ids),
+        "created_at": u.created_at,
+    }
+
+
+def group(g: Group) -> dict[str, Any]:
+    """A user group."""
+    return {"id": g.id, "name": g.name, "member_ids": list(g.member_ids), "created_at": g.created_at}
+
+
+def team(view: TeamView) -> dict[str, Any]:
+    """A team, with the profiles allocated to it."""
+    t = view.team
+    return {"id": t.id, "name": t.name, "member_ids": list(t.member_ids), "group_ids": list(t.group_ids),
+            "profile_ids": list(view.profile_ids), "created_at": t.created_at}
+
+
+def profile(p: KeypairProfile) -> dict[str, Any]:
+    """A keypair profile (a null field is left to the request)."""
+    body: dict[str, Any] = {"id": p.id, "name": p.name, "mode": p.mode.value}
+    body.update({name: getattr(p, name) for name in PROFILE_FIELDS})
+    body.update(team_ids=list(p.team_ids), created_at=p.created_at)
+    return body
+
+
+def release_window(w: ReleaseWindow) -> dict[str, Any]:
+    """A release window and how much of its budget is used."""
+    return {
+        "id": w.id,
+        "name": w.name,
+        "keypair_ids": list(w.keypair_ids),
+        "user_ids": list(w.user_ids),
+        "starts_at": rfc3339(w.starts_at),
+        "ends_at": rfc3339(w.ends_at),
+        "max_signatures": w.max_signatures,
+        "signatures_used": w.signatures_used,
+        "created_at": w.created_at,
+        "created_by": w.created_by,
+    }

@@ -24,6 +24,7 @@ ROLES: dict[str, frozenset[str]] = {
     "developer": frozenset({"view_keypair", "generate_keypair", "sign", "view_audit_log"}),
     "auditor": frozenset({"view_keypair", "view_audit_log"}),
 }
+ADMIN = "admin"
 
 
 def effective_permissions(roles: tuple[str, ...] | list[str], extra: tuple[str, ...] | list[str]) -> frozenset[str]:
@@ -67,6 +68,17 @@ class User:
     roles: tuple[str, ...] = ()
     permissions: tuple[str, ...] = ()
     deleted_at: str | None = None
+    version: int = 0
+
+    @property
+    def effective_permissions(self) -> frozenset[str]:
+        """What the user may do: its roles' permissions and its own."""
+        return effective_permissions(self.roles, self.permissions)
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the user has the admin role (the one the last-admin rule protects)."""
+        return ADMIN in self.roles
 
 
 @dataclass(frozen=True)
@@ -95,8 +107,44 @@ class Principal:
     permissions: frozenset[str]
     api_key_id: str
     key_expires_at: str | None = None
+    group_ids: frozenset[str] = frozenset()
+    team_ids: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins see every team's keypairs (but sign restricted ones only when listed)."""
+        return ADMIN in self.roles
 
     def require(self, permission: str) -> None:
         """Raise Forbidden unless the caller holds `permission`."""
         if permission not in self.permissions:
             raise Forbidden(f"This needs the {permission} permission.", details={"permission": permission})
+
+
+@dataclass(frozen=True)
+class Group:
+    """A user group: its members are stored here only (a user's group ids are derived from groups)."""
+
+    account: str
+    id: str
+    name: str
+    created_at: str
+    member_ids: tuple[str, ...] = ()
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Team:
+    """A team: members directly or through groups; a team keypair is seen and used by them (and admins)."""
+
+    account: str
+    id: str
+    name: str
+    created_at: str
+    member_ids: tuple[str, ...] = ()
+    group_ids: tuple[str, ...] = ()
+    version: int = 0
+
+    def includes(self, user_id: str, group_ids: frozenset[str]) -> bool:
+        """Whether a user with these groups is a member."""
+        return user_id in self.member_ids or not group_ids.isdisjoint(self.group_ids)

@@ -1,4 +1,9 @@
-"""API keys of a user: issue (shown once), list (never the secret), revoke — each change audited."""
+"""API keys of a user: issue (shown once), list (never the secret), revoke — each change audited.
+
+A caller manages only the keys of users whose permissions it holds (a key acts with its user's
+permissions), and a user has at most `MAX_LIVE_KEYS` unrevoked keys, so that deleting the user revokes
+them all in one transaction.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,24 @@ from typing import TYPE_CHECKING
 from chalicelib.clock import rfc3339
 from chalicelib.domain.identity import ApiKey, Principal, User
 from chalicelib.domain.logs import Actor, AuditEntry
-from chalicelib.errors import NotFound, ValidationError
+from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.ids import looks_like_id
 from chalicelib.services.authentication import IssuedKey, issue_api_key
+from chalicelib.services.users import require_manageable
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from chalicelib.services.container import Deps
+
+MAX_LIVE_KEYS = 50
+
+
+class TooManyApiKeys(Conflict):
+    """A user may hold at most MAX_LIVE_KEYS unrevoked keys."""
+
+    code = "too_many_api_keys"
+    default_message = f"This user already has {MAX_LIVE_KEYS} API keys; revoke one first."
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,10 @@ class ApiKeyService:
             raise ValidationError("expires_at must be a future RFC 3339 time.", details={"field": "expires_at"})
         expires_at = rfc3339(req.expires_at) if req.expires_at is not None else None
         user = self._user(who.account, user_id)
+        require_manageable(who, user)
+        live = [k for k in self.deps.store.identity.api_keys_of(who.account, user.id) if not k.revoked_at]
+        if len(live) >= MAX_LIVE_KEYS:
+            raise TooManyApiKeys()
         issued = issue_api_key(who.account, user.id, rfc3339(now), req.name, expires_at)
         store = self.deps.store
         tx = store.transaction()
@@ -65,6 +84,7 @@ class ApiKeyService:
     def revoke(self, who: Principal, user_id: str, key_id: str, source_ip: str | None) -> None:
         """DELETE /users/{id}/api-keys/{key id}: idempotent; audited once; effective within 5 seconds."""
         user = self._user(who.account, user_id)
+        require_manageable(who, user)
         # Key ids are bare ULIDs; anything else (DynamoDB refuses keys over 2 KiB) names no key.
         key = self.deps.store.identity.api_key(key_id) if looks_like_id(f"key_{key_id}", "key") else None
         if key is None or key.account != who.account or key.user_id != user.id:

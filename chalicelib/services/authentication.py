@@ -11,6 +11,8 @@
   unbounded writes into an account's log.
 - `last_used_at` is recorded at most once per `USE_RECORD_SECONDS` per key, when the principal is
   loaded (not on every request, and never in a signature's own write).
+- The caller's group and team ids are derived from the groups and teams when the principal is loaded
+  and cached with it, so removing a user from a group or team takes effect within the same bound.
 """
 
 from __future__ import annotations
@@ -125,6 +127,9 @@ class Authenticator:
             self._audit_failure(key, reason or "user_missing", source_ip, now)
             raise Unauthenticated("The API key is not valid.")
         self._record_use(key, now)
+        # Memberships live on the groups and teams; derived here, they are trusted as long as the
+        # principal (at most the cache bound), so a removal takes effect within it.
+        group_ids = store.groups.of_member(key.account, user.id)
         return Principal(
             account=key.account,
             user_id=user.id,
@@ -133,6 +138,8 @@ class Authenticator:
             permissions=effective_permissions(user.roles, user.permissions),
             api_key_id=key.id,
             key_expires_at=key.expires_at,
+            group_ids=group_ids,
+            team_ids=store.teams.of_member(key.account, user.id, group_ids),
         )
 
     def _audit_failure(self, key: ApiKey, reason: str, source_ip: str | None, now: datetime) -> None:

@@ -25,12 +25,17 @@ if TYPE_CHECKING:
     from chalicelib.services.authentication import Authenticator
     from chalicelib.services.authorities import Authorities
     from chalicelib.services.generations import GenerationHistory
+    from chalicelib.services.groups import GroupService
     from chalicelib.services.keypairs import KeypairService
     from chalicelib.services.log_queries import LogService
+    from chalicelib.services.profiles import ProfileService
     from chalicelib.services.refresh import RefreshService
     from chalicelib.services.refresh_queue import RefreshQueue
+    from chalicelib.services.release_windows import ReleaseWindowService
     from chalicelib.services.signing import SigningService
+    from chalicelib.services.teams import TeamService
     from chalicelib.services.timestamping import TimestampService
+    from chalicelib.services.users import UserService
 
 
 @dataclass
@@ -121,6 +126,11 @@ class Services:
     timestamps: TimestampService
     refresh: RefreshService
     queue: RefreshQueue
+    users: UserService
+    groups: GroupService
+    teams: TeamService
+    profiles: ProfileService
+    windows: ReleaseWindowService
 
 
 def build_services(deps: Deps) -> Services:
@@ -130,15 +140,21 @@ def build_services(deps: Deps) -> Services:
     from chalicelib.services.authentication import Authenticator
     from chalicelib.services.authorities import Authorities
     from chalicelib.services.generations import GenerationHistory
+    from chalicelib.services.groups import GroupService
     from chalicelib.services.keypairs import KeypairService
     from chalicelib.services.log_queries import LogService
+    from chalicelib.services.profiles import ProfileService
     from chalicelib.services.refresh import RefreshService
     from chalicelib.services.refresh_queue import RefreshQueue
+    from chalicelib.services.release_windows import ReleaseGate, ReleaseWindowService
     from chalicelib.services.sign_state import SignStates
     from chalicelib.services.signing import SigningService
+    from chalicelib.services.teams import TeamService
     from chalicelib.services.timestamping import TimestampService
+    from chalicelib.services.users import UserService
 
     accounts = AccountCache(deps)
+    gate = ReleaseGate(deps)
     authorities = Authorities(deps)
     states = SignStates(deps)
     timestamps = TimestampService(deps, accounts, authorities)
@@ -152,11 +168,16 @@ def build_services(deps: Deps) -> Services:
         keypairs=keypairs,
         generations=GenerationHistory(deps, keypairs),
         api_keys=ApiKeyService(deps),
-        signing=SigningService(deps, accounts, states, refresh, timestamps),
+        signing=SigningService(deps, accounts, states, refresh, timestamps, gate),
         logs=LogService(deps),
         timestamps=timestamps,
         refresh=refresh,
         queue=RefreshQueue(deps, refresh),
+        users=UserService(deps),
+        groups=GroupService(deps),
+        teams=TeamService(deps, accounts),
+        profiles=ProfileService(deps),
+        windows=ReleaseWindowService(deps, gate),
     )
 
 

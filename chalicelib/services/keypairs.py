@@ -8,14 +8,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import rfc3339
-from chalicelib.domain.identity import Principal
-from chalicelib.domain.keypairs import Access, Category, Keypair, KeypairType, Status, Storage
-from chalicelib.domain.keyspec import KeySpec
+from chalicelib.domain.access import can_see
+from chalicelib.domain.identity import Account, Principal
+from chalicelib.domain.keypairs import Access, Keypair, KeypairType, Status, Storage
 from chalicelib.domain.logs import Actor, AuditEntry
-from chalicelib.errors import Conflict, HsmUnavailable, NotFound, ValidationError
+from chalicelib.domain.profiles import KeypairProfile
+from chalicelib.errors import Conflict, Forbidden, HsmUnavailable, NotFound, ValidationError
 from chalicelib.ids import looks_like_id, new_id
+from chalicelib.services.groups import check_groups
 from chalicelib.services.key_generation import KeyMaker
+from chalicelib.services.keypair_requests import KeypairRequest, resolve
 from chalicelib.services.pagination import Page, Pager, PageRequest
+from chalicelib.services.users import check_users
 
 if TYPE_CHECKING:
     from chalicelib.services.accounts import AccountCache
@@ -25,25 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rotasign.keypairs")
 LIST_ROUTE = "keypairs"
-
-
-@dataclass(frozen=True)
-class NewKeypair:
-    """A validated POST /keypairs body."""
-
-    alias: str
-    type: KeypairType
-    spec: KeySpec
-    category: Category = Category.PRODUCTION
-    storage: Storage = Storage.DISK
-    status: Status = Status.ONLINE
-    access: Access = Access.OPEN
-    allowed_users: tuple[str, ...] = ()
-    allowed_groups: tuple[str, ...] = ()
-    team_id: str | None = None
-    profile_id: str | None = None
-    generate_certificate: bool = True
-    refresh_after_sign: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,9 +72,17 @@ class KeypairService:
             raise NotFound("No such keypair.")
         return kp
 
+    def find(self, principal: Principal, ref: str) -> Keypair:
+        """The live keypair named by id or alias, as the caller may see it: another team's keypair is
+        NotFound, like one that does not exist (use this, not `resolve`, for anything a caller asks)."""
+        kp = self.resolve(principal.account, ref)
+        if not can_see(principal, kp):
+            raise NotFound("No such keypair.")
+        return kp
+
     def get(self, principal: Principal, ref: str) -> Keypair:
         """GET /keypairs/{keypair}."""
-        return self.resolve(principal.account, ref)
+        return self.find(principal, ref)
 
     def list(self, principal: Principal, query: KeypairQuery) -> Page[Keypair]:
         """GET /keypairs: newest first, filtered, with sealed `next` tokens."""
@@ -101,26 +94,27 @@ class KeypairService:
             try:
                 # resolve() also takes ids; no alias looks like one, so an id matches nothing here.
                 alias = filters["alias"]
-                found = [] if looks_like_id(alias) else [self.resolve(principal.account, alias)]
+                found = [] if looks_like_id(alias) else [self.find(principal, alias)]
             except NotFound:
                 found = []
             rest = {k: v for k, v in filters.items() if k != "alias"}
             return Page([kp for kp in found if _matches(kp, rest)], None)
-        items, position = self.deps.store.keypairs.page(principal.account, filters, query.page.limit, start)
+        teams = None if principal.is_admin else principal.team_ids
+        items, position = self.deps.store.keypairs.page(principal.account, filters, query.page.limit, start,
+                                                         teams=teams)
         return pager.page(items, position)
 
     # -- changes -------------------------------------------------------------------------------------
 
-    def create(self, principal: Principal, req: NewKeypair, source_ip: str | None) -> Keypair:
-        """POST /keypairs: generate, then commit keypair + alias claim + generation (+ material) + audit."""
+    def create(self, principal: Principal, sent: KeypairRequest, source_ip: str | None) -> Keypair:
+        """POST /keypairs: apply the team and profile rules, generate, then commit keypair + alias claim +
+        generation (+ material) + audit, with checks that the team and profile still exist."""
         account = self.accounts.get(principal.account)
-        if req.team_id is not None and not account.teams_enabled:
-            raise ValidationError("This account does not have teams enabled.", details={"field": "team_id"})
-        if req.profile_id is not None:
-            raise ValidationError("No such keypair profile in this account.", details={"field": "profile_id"})
-        if account.require_keypair_profile:
-            raise ValidationError("This account requires a keypair profile.", details={"field": "profile_id"})
-        self._check_users(principal.account, req.allowed_users)
+        self._check_team(principal, account, sent.team_id)
+        profile = self._profile(account, sent)
+        req = resolve(sent, profile)
+        check_users(self.deps, principal.account, req.allowed_users, "allowed_users")
+        check_groups(self.deps, principal.account, req.allowed_groups, "allowed_groups")
         kp_id = new_id("kp")
         gen = self.keys.make(account, kp_id, 1, req.spec, storage=req.storage, alias=req.alias,
                              category=req.category, dynamic=req.type is KeypairType.DYNAMIC,
@@ -142,12 +136,20 @@ class KeypairService:
             store.generations.stage_add(tx, principal.account, gen)
             if gen.sealed is not None:
                 store.keypairs.stage_material(tx, kp_id, principal.account, gen.key_ref, gen.sealed, gen.created_at)
+            if req.team_id is not None:
+                store.teams.stage_exists(tx, principal.account, req.team_id, on_fail=lambda: ValidationError(
+                    "The team was deleted meanwhile.", details={"field": "team_id"}))
+            if req.profile_id is not None:
+                store.profiles.stage_exists(tx, principal.account, req.profile_id, on_fail=lambda: ValidationError(
+                    "The keypair profile was deleted meanwhile.", details={"field": "profile_id"}))
             store.audit.stage(tx, AuditEntry.new(
                 Actor(principal.account, principal.user_id, source_ip), now, type=req.type.value, action="generate",
                 resource_id=kp_id, resource_alias=req.alias, expires=self.deps.log_expiry(now),
                 details={"key_id": gen.key_id, "generation": 1, "algorithm": req.spec.algorithm,
                          "key_size": req.spec.key_size, "curve": req.spec.curve, "storage": req.storage.value,
-                         "category": req.category.value},
+                         "category": req.category.value, "status": req.status.value, "access": req.access.value,
+                         "allowed_users": list(req.allowed_users), "allowed_groups": list(req.allowed_groups),
+                         "team_id": req.team_id, "profile_id": req.profile_id},
             ))
             tx.commit()
         except BaseException:
@@ -159,7 +161,7 @@ class KeypairService:
 
     def update(self, principal: Principal, ref: str, change: KeypairChange, source_ip: str | None) -> Keypair:
         """PATCH /keypairs/{keypair}: alias, status, access, allowed lists; one transaction, one audit entry."""
-        kp = self.resolve(principal.account, ref)
+        kp = self.find(principal, ref)
         changed = _apply(kp, change)
         if changed.access is Access.OPEN and (changed.allowed_users or changed.allowed_groups):
             if change.access is not None and change.allowed_users is None and change.allowed_groups is None:
@@ -168,8 +170,10 @@ class KeypairService:
             else:
                 raise ValidationError("allowed_users and allowed_groups need access restricted.",
                                       details={"field": "access"})
-        if changed.allowed_users != kp.allowed_users:
-            self._check_users(principal.account, changed.allowed_users)
+        check_users(self.deps, principal.account, tuple(u for u in changed.allowed_users if u not in kp.allowed_users),
+                    "allowed_users")
+        check_groups(self.deps, principal.account,
+                     tuple(g for g in changed.allowed_groups if g not in kp.allowed_groups), "allowed_groups")
         diff = {name: (_plain(getattr(kp, name)), _plain(getattr(changed, name))) for name in _CHANGEABLE
                 if getattr(kp, name) != getattr(changed, name)}
         if not diff:
@@ -198,7 +202,7 @@ class KeypairService:
         reads again and retries once, so a dynamic keypair can be deleted while it is refreshed.
         """
         for attempt in (1, 2):
-            kp = self.resolve(principal.account, ref)
+            kp = self.find(principal, ref)
             try:
                 self._delete_once(principal, kp, source_ip)
                 return
@@ -233,13 +237,31 @@ class KeypairService:
                       extra={"event": "keypair_delete", "keypair_id": kp.id, "key_ref": kp.key_ref,
                              "outcome": "destroy_deferred"})
 
-    def _check_users(self, account: str, user_ids: tuple[str, ...]) -> None:
-        if not user_ids:
+    def _check_team(self, principal: Principal, account: Account, team_id: str | None) -> None:
+        """A team keypair needs teams on, a team of the account, and a caller in it (or an admin)."""
+        if team_id is None:
             return
-        found = self.deps.store.identity.live_user_ids(account, user_ids)
-        missing = [uid for uid in user_ids if uid not in found]
-        if missing:
-            raise ValidationError(f"No such user {missing[0]} in this account.", details={"field": "allowed_users"})
+        if not account.teams_enabled:
+            raise ValidationError("This account does not have teams enabled.", details={"field": "team_id"})
+        if self.deps.store.teams.get(account.id, team_id) is None:
+            raise ValidationError("No such team in this account.", details={"field": "team_id"})
+        if not (principal.is_admin or team_id in principal.team_ids):
+            raise Forbidden("Only the team's members and admins can create the team's keypairs.",
+                            details={"field": "team_id"})
+
+    def _profile(self, account: Account, sent: KeypairRequest) -> KeypairProfile | None:
+        """The request's profile; a team keypair's profile must be allocated to its team."""
+        if sent.profile_id is None:
+            if account.require_keypair_profile:
+                raise ValidationError("This account requires a keypair profile.", details={"field": "profile_id"})
+            return None
+        profile = self.deps.store.profiles.get(account.id, sent.profile_id)
+        if profile is None:
+            raise ValidationError("No such keypair profile in this account.", details={"field": "profile_id"})
+        if sent.team_id is not None and sent.team_id not in profile.team_ids:
+            raise ValidationError("This keypair profile is not allocated to the keypair's team.",
+                                  details={"field": "profile_id"})
+        return profile
 
 
 _CHANGEABLE = ("alias", "status", "access", "allowed_users", "allowed_groups")

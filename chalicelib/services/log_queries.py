@@ -6,8 +6,11 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import rfc3339
+from chalicelib.domain.access import can_see
 from chalicelib.domain.identity import Principal
 from chalicelib.domain.logs import AuditEntry, AuditFilter, SignatureEntry, SignatureFilter, TimeRange
+from chalicelib.errors import NotFound
+from chalicelib.ids import looks_like_id
 from chalicelib.services.pagination import Page, Pager, PageRequest
 
 if TYPE_CHECKING:
@@ -34,14 +37,31 @@ class LogService:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
+    def _require_visible(self, principal: Principal, keypair_id: str | None, alias: str | None) -> None:
+        """A keypair filter naming another team's keypair is NotFound, as for the keypair itself.
+
+        Admins see every team, so their queries cost no extra read.
+        """
+        if principal.is_admin or (keypair_id is None and alias is None):
+            return
+        repo = self.deps.store.keypairs
+        if keypair_id is None and alias is not None:
+            keypair_id = repo.resolve_alias(principal.account, alias)
+        kp = repo.get(principal.account, keypair_id) if keypair_id is not None else None
+        if kp is not None and not can_see(principal, kp):
+            raise NotFound("No such keypair.")
+
     def audit(self, principal: Principal, f: AuditFilter, request: PageRequest) -> Page[AuditEntry]:
-        """One page of audit entries, newest first; raises InvalidPaginationToken."""
+        """One page of audit entries, newest first; raises InvalidPaginationToken, NotFound."""
+        if f.resource_id is not None and looks_like_id(f.resource_id, "kp"):
+            self._require_visible(principal, f.resource_id, None)
         pager = Pager(self.deps.settings.token_key, principal.account, AUDIT_ROUTE, _token_filters(f))
         items, position = self.deps.store.audit.query(principal.account, f, request.limit, pager.start(request))
         return pager.page(items, position)
 
     def signatures(self, principal: Principal, f: SignatureFilter, request: PageRequest) -> Page[SignatureEntry]:
-        """One page of signature-log entries, newest first; raises InvalidPaginationToken."""
+        """One page of signature-log entries, newest first; raises InvalidPaginationToken, NotFound."""
+        self._require_visible(principal, f.keypair_id, f.keypair_alias)
         pager = Pager(self.deps.settings.token_key, principal.account, SIGNATURE_ROUTE, _token_filters(f))
         items, position = self.deps.store.signatures.query(principal.account, f, request.limit,
                                                            pager.start(request))

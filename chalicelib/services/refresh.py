@@ -181,7 +181,7 @@ class RefreshService:
 
         Losing a race to another refresh counts as done. Raises NotFound, NotDynamic, Conflict.
         """
-        kp = self.keypairs.resolve(principal.account, ref)
+        kp = self.keypairs.find(principal, ref)
         if not kp.dynamic:
             raise NotDynamic(details={"keypair": kp.id})
         outcome = self.refresh(principal.account, kp.id, Actor(principal.account, principal.user_id, source_ip),

@@ -4,9 +4,16 @@ A warm signature (API.md "Caching bound", DESIGN "The signing path"):
   the keypair's state and key object from this process's cache (at most 5 s old) → the signature →
   its RFC 3161 token → one conditional PutItem of its signature-log entry → the answer.
 No item is shared between concurrent signers of one keypair, so a busy keypair scales with Lambda, not
-with transaction conflicts on its row. Two cases need a transaction instead of the PutItem: a single-use
-keypair (the entry + a conditional update of *that generation's* row, so each generation signs once) and
-a batch (every entry in one TransactWriteItems). Either way: no log entry, no signature.
+with transaction conflicts on its row. Three cases need a transaction instead of the PutItem: a single-use
+keypair (the entry + a conditional update of *that generation's* row, so each generation signs once),
+a batch (every entry in one TransactWriteItems), and an offline keypair in a release window (the entries
++ a conditional `ADD` to the window's `signatures_used`: the budget is counted exactly under concurrency,
+in the same write as the entries; a windowed batch holds at most 99 items so that the window's item fits
+DynamoDB's 100). Either way: no log entry, no signature.
+
+Access (domain/access.py): another team's keypair is NotFound, exactly like a keypair that does not
+exist (its refusal entry names no keypair); a restricted keypair signs for its allowed users and the
+members of its allowed groups (the caller's groups come with the principal, at most 5 s old).
 
 Retirement is exact in time: a refresh committed at T retires the old generation at T + grace
 (cache bound + longest request). A state read at `read_at` signs only while the time-stamp time is
@@ -20,19 +27,24 @@ transaction, then answers with the refusal.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from chalicelib import metrics
+from chalicelib.domain.access import can_see, may_use
 from chalicelib.domain.identity import Principal
-from chalicelib.domain.keypairs import Access, Keypair, Status
+from chalicelib.domain.keypairs import Keypair, Status
 from chalicelib.domain.logs import SCHEDULER, Actor, AuditEntry, SignatureEntry
+from chalicelib.domain.releases import ReleaseWindow
 from chalicelib.errors import (
     Conflict,
     KeyMissing,
     KeypairOffline,
     NotAllowed,
+    NotFound,
     RotasignError,
     StorageUnavailable,
     Throttled,
@@ -40,15 +52,16 @@ from chalicelib.errors import (
 )
 from chalicelib.services.sign_requests import SignCall, Signed, failure_entry, success_entry
 from chalicelib.services.sign_state import KeypairGone, SignState, SignStates
+from chalicelib.storage.signature_log import MAX_TRANSACTION_ITEMS
 from chalicelib.storage.transaction import TransactionConflicted
 from chalicelib.structured_logging import annotate
 
 if TYPE_CHECKING:
-
     from chalicelib.keys.algorithms import SigAlg
     from chalicelib.services.accounts import AccountCache
     from chalicelib.services.container import Deps
     from chalicelib.services.refresh import RefreshService
+    from chalicelib.services.release_windows import ReleaseGate
     from chalicelib.services.timestamping import TimestampService
 
 log = logging.getLogger("rotasign.signing")
@@ -57,6 +70,8 @@ ROUNDS = 3  # a plain keypair: the cached state, then at most two fresh reads af
 SINGLE_USE_ROUNDS = 16  # a single-use keypair makes one winner per generation: N racing signers need N rounds
 SKEW_MARGIN = timedelta(seconds=1)  # clocks of two Lambda processes may disagree a little
 NOT_LOGGED = "The signature log could not be written; no signature was made available."
+MAX_WINDOWED_BATCH = MAX_TRANSACTION_ITEMS - 1  # the window's counter is the transaction's last item
+WINDOW_CONFLICT_TRIES = 8  # DynamoDB cancels transactions that meet on one item: a busy window retries
 
 
 class _Raced(Exception):
@@ -65,6 +80,10 @@ class _Raced(Exception):
 
 class _Spent(_Raced):
     """A single-use generation signed already (another request won it)."""
+
+
+class _WindowSpent(Exception):
+    """The window's item refused the count: used up, changed, closed or gone since it was read."""
 
 
 @dataclass
@@ -79,12 +98,13 @@ class SigningService:
     """POST /keypairs/{keypair}/sign; every outside capability comes in through the constructor."""
 
     def __init__(self, deps: Deps, accounts: AccountCache, states: SignStates, refresh: RefreshService,
-                 timestamps: TimestampService) -> None:
+                 timestamps: TimestampService, gate: ReleaseGate) -> None:
         self.deps = deps
         self.accounts = accounts
         self.states = states
         self.refresh = refresh
         self.timestamps = timestamps
+        self.gate = gate
 
     def sign(self, principal: Principal, call: SignCall) -> list[Signed]:
         """Sign every item of the call; raises the refusal (after logging it) or a 503/429."""
@@ -103,8 +123,11 @@ class SigningService:
         try:
             state = self.states.get(principal.account, call.ref)
         except KeypairGone as gone:
-            attempt.keypair = gone.tombstone
+            if can_see(principal, gone.tombstone):
+                attempt.keypair = gone.tombstone
             raise
+        if not can_see(principal, state.keypair):
+            raise NotFound("No such keypair.")  # another team's: not even its refusal entry names it
         attempt.keypair = state.keypair
         principal.require("sign")
         if call.refused is not None:
@@ -113,6 +136,9 @@ class SigningService:
         kp = state.keypair
         if call.batch and kp.single_use:
             raise ValidationError("A single-use keypair signs one item per request.", details={"field": "items"})
+        if call.batch and kp.status is Status.OFFLINE and len(call.items) > MAX_WINDOWED_BATCH:
+            raise ValidationError(f"An offline keypair signs at most {MAX_WINDOWED_BATCH} items per request.",
+                                  details={"field": "items"})
         algs = self._sig_algs(kp, call, attempt)
         rounds = SINGLE_USE_ROUNDS if kp.single_use else ROUNDS
         for round_ in range(1, rounds + 1):
@@ -139,6 +165,7 @@ class SigningService:
         from chalicelib.keys.algorithms import sign
 
         kp = state.keypair
+        windows = self._open_windows(principal, kp, len(call.items)) if kp.status is Status.OFFLINE else None
         try:
             key = state.private_key()
             signatures = [sign(key, alg, item.data_for(kp.spec.algorithm))
@@ -157,7 +184,7 @@ class SigningService:
             token = self.timestamps.stamp_signature(account, signature, at)
             entry = success_entry(principal, kp, item, alg.name, signature, token, at, expires, call.client_ip)
             results.append(Signed(signature, alg.name, kp, chain, token, entry))
-        self._write([r.entry for r in results], kp)
+        self._write([r.entry for r in results], kp, principal, windows, at)
         annotate(action="sign", keypair_id=kp.id, generation=kp.generation, signatures=len(results),
                  outcome="success")
         metrics.signatures.add(len(results), outcome="success", storage=kp.storage.value)
@@ -165,8 +192,13 @@ class SigningService:
             self._next_key(kp, principal)
         return results
 
-    def _write(self, entries: list[SignatureEntry], kp: Keypair) -> None:
-        """The one write: a PutItem, or a transaction for batches and single-use keys; raises _Raced or 503."""
+    def _write(self, entries: list[SignatureEntry], kp: Keypair, principal: Principal,
+               windows: list[ReleaseWindow] | None, at: datetime) -> None:
+        """The one write: a PutItem, or a transaction for batches, single-use keys and release windows;
+        raises _Raced, KeypairOffline (no window took the count) or 503."""
+        if windows is not None:
+            self._write_windowed(entries, kp, principal, windows, at)
+            return
         store = self.deps.store
         try:
             if len(entries) == 1 and not kp.single_use:
@@ -184,6 +216,58 @@ class SigningService:
             # A new entry's key cannot be taken; whatever the storage said, the entry is not written.
             raise StorageUnavailable(NOT_LOGGED) from exc
 
+    def _open_windows(self, principal: Principal, kp: Keypair, count: int) -> list[ReleaseWindow]:
+        """The windows that may take this request's count now; KeypairOffline when there is none."""
+        now = self.deps.clock()
+        windows = self.gate.candidates(principal, kp, now, count) or self.gate.candidates(principal, kp, now, count,
+                                                                                           fresh=True)
+        if not windows:
+            raise KeypairOffline(details={"keypair": kp.id})
+        return windows
+
+    def _write_windowed(self, entries: list[SignatureEntry], kp: Keypair, principal: Principal,
+                        windows: list[ReleaseWindow], at: datetime) -> None:
+        """The entries and the window's count in one transaction: the window that takes it, or none.
+
+        A window that refuses (used up, changed or closed since read) gives way to the next; when all
+        have refused, the account's windows are read again once before the request is refused.
+        """
+        tried: set[str] = set()
+        for fresh in (False, True):
+            if fresh:
+                self.gate.forget(principal.account)
+                windows = self.gate.candidates(principal, kp, at, len(entries), fresh=True)
+            for window in windows:
+                if window.id in tried:
+                    continue
+                tried.add(window.id)
+                if self._commit_in_window(entries, kp, principal, window, at):
+                    return
+        raise KeypairOffline(details={"keypair": kp.id})
+
+    def _commit_in_window(self, entries: list[SignatureEntry], kp: Keypair, principal: Principal,
+                          window: ReleaseWindow, at: datetime) -> bool:
+        """One window's try: True when committed, False when the window refused the count."""
+        store = self.deps.store
+        for attempt in range(WINDOW_CONFLICT_TRIES):
+            tx = store.transaction()
+            for entry in entries:
+                store.signatures.stage(tx, entry)
+            if kp.single_use:
+                store.generations.stage_signed(tx, kp.id, kp.generation, entries[0].id, on_fail=_Spent)
+            store.windows.stage_use(tx, window, len(entries), at, kp.id, principal.user_id, on_fail=_WindowSpent)
+            try:
+                tx.commit()
+                return True
+            except _WindowSpent:
+                return False
+            except TransactionConflicted:
+                # Concurrent signers in one window meet on its item; DynamoDB cancels all but one.
+                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+            except Conflict as exc:
+                raise StorageUnavailable(NOT_LOGGED) from exc
+        raise _Raced()
+
     def _next_key(self, kp: Keypair, principal: Principal) -> None:
         """A single-use keypair gets its next key now, for the next request (a failure is only logged)."""
         try:
@@ -194,10 +278,9 @@ class SigningService:
                         extra={"event": "after_sign_failed", "keypair_id": kp.id})
 
     def _check_access(self, principal: Principal, kp: Keypair) -> None:
-        if kp.access is Access.RESTRICTED and principal.user_id not in kp.allowed_users:
+        """The access rule (an offline keypair's windows are checked when the request's count is known)."""
+        if not may_use(principal, kp):
             raise NotAllowed(details={"keypair": kp.id})
-        if kp.status is not Status.ONLINE:
-            raise KeypairOffline(details={"keypair": kp.id})
 
     @staticmethod
     def _sig_algs(kp: Keypair, call: SignCall, attempt: _Attempt) -> list[SigAlg]:

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.update import Action
 
-from chalicelib.domain.identity import ApiKey, User
+from chalicelib.domain.identity import ADMIN, ApiKey, User
 from chalicelib.storage.errors import guarded
+from chalicelib.storage.paging import Position, newest_first
 from chalicelib.storage.tables import ApiKeyModel, UserModel
 from chalicelib.storage.transaction import OnFail, Transaction
+
+_CHANGEABLE = ("name", "email", "roles", "permissions")
 
 
 def _user(row: UserModel) -> User:
     return User(account=row.account, id=row.id, name=row.name, created_at=row.created_at, email=row.email,
                 roles=tuple(str(r) for r in row.roles or ()), permissions=tuple(str(p) for p in row.permissions or ()),
-                deleted_at=row.deleted_at)
+                deleted_at=row.deleted_at, version=int(row.version or 0))
+
+
+def _versioned(user: User) -> UserModel:
+    """The row's key and the version read (0: a row written before users were versioned)."""
+    version: dict[str, Any] = {"version": user.version} if user.version else {}
+    return UserModel(user.account, user.id, **version)
 
 
 def _api_key(row: ApiKeyModel) -> ApiKey:
@@ -41,11 +53,59 @@ class IdentityRepository:
         keys = [(account, uid) for uid in dict.fromkeys(user_ids)]
         return {u.id for u in UserModel.batch_get(keys) if not u.deleted_at} if keys else set()
 
+    @guarded
+    def users(self, account: str, user_ids: Iterable[str]) -> dict[str, User]:
+        """The live users among `user_ids`, by id."""
+        keys = [(account, uid) for uid in dict.fromkeys(user_ids)]
+        return {u.id: _user(u) for u in UserModel.batch_get(keys, consistent_read=True) if not u.deleted_at}
+
+    @guarded
+    def users_page(self, account: str, limit: int, start: Position | None) -> tuple[list[User], Position | None]:
+        """Live users of the account, newest first (ids are time-ordered), read consistently."""
+        rows, position = newest_first(UserModel, account, limit, start, lambda row: not row.deleted_at)
+        return [_user(row) for row in rows], position
+
+    @guarded
+    def another_admin(self, account: str, user_id: str) -> str | None:
+        """A live admin of the account other than `user_id`, or None (a query of the account's users)."""
+        condition = (UserModel.roles.contains(ADMIN) & UserModel.deleted_at.does_not_exist()
+                     & (UserModel.id != user_id))
+        for row in UserModel.query(account, filter_condition=condition, consistent_read=True,
+                                   attributes_to_get=["id"]):
+            return str(row.id)
+        return None
+
     def stage_user(self, tx: Transaction, user: User) -> None:
         """Write a new user."""
         tx.put(UserModel(user.account, user.id, name=user.name, email=user.email, roles=list(user.roles),
                          permissions=list(user.permissions), created_at=user.created_at),
                UserModel.id.does_not_exist())
+
+    def stage_user_update(self, tx: Transaction, user: User, changed: User, *, on_fail: OnFail) -> User:
+        """Write the fields that differ; fails (`on_fail()`) unless the user is live and as read (its version)."""
+        actions: list[Action] = []
+        for name in _CHANGEABLE:
+            value = getattr(changed, name)
+            if value != getattr(user, name):
+                attr = getattr(UserModel, name)
+                stored = list(value) if isinstance(value, tuple) else value
+                actions.append(attr.remove() if stored is None else attr.set(stored))
+        tx.update(_versioned(user), actions, UserModel.deleted_at.does_not_exist(), on_fail=on_fail)
+        return replace(changed, version=user.version + 1)
+
+    def stage_user_delete(self, tx: Transaction, user: User, at: str, *, on_fail: OnFail) -> None:
+        """Tombstone a user (kept so that log entries still name someone); fails unless live and as read."""
+        tx.update(_versioned(user), [UserModel.deleted_at.set(at)], UserModel.deleted_at.does_not_exist(),
+                  on_fail=on_fail)
+
+    def stage_still_admin(self, tx: Transaction, account: str, user_id: str, *, on_fail: OnFail) -> None:
+        """Require that another user is still a live admin when the change commits (the last-admin rule).
+
+        Two admins removing each other at once both name the other here: DynamoDB serialises the two
+        transactions, so the second one's check fails.
+        """
+        tx.check(UserModel, account, user_id, condition=UserModel.roles.contains(ADMIN)
+                 & UserModel.deleted_at.does_not_exist(), on_fail=on_fail)
 
     @guarded
     def api_key(self, key_id: str) -> ApiKey | None:
@@ -67,9 +127,10 @@ class IdentityRepository:
                            expires_at=key.expires_at),
                ApiKeyModel.id.does_not_exist())
 
-    def stage_revoke(self, tx: Transaction, key: ApiKey, at: str) -> None:
+    def stage_revoke(self, tx: Transaction, key: ApiKey, at: str, *, on_fail: OnFail | None = None) -> None:
         """Revoke a key (once: a second revocation fails its condition)."""
-        tx.update(ApiKeyModel(key.id), [ApiKeyModel.revoked_at.set(at)], ApiKeyModel.revoked_at.does_not_exist())
+        tx.update(ApiKeyModel(key.id), [ApiKeyModel.revoked_at.set(at)], ApiKeyModel.revoked_at.does_not_exist(),
+                  on_fail=on_fail)
 
     def stage_failure_window(self, tx: Transaction, key_id: str, window: str, *, on_fail: OnFail) -> None:
         """Mark a key's failures of the window starting at `window` as audited; `on_fail()` if they are."""

@@ -128,6 +128,15 @@ def _row(kp: Keypair) -> KeypairModel:
     )
 
 
+def _in_teams(teams: frozenset[str]) -> Condition:
+    """No team, or one of `teams` (DynamoDB's IN takes at most 100 operands, so larger sets are chunked)."""
+    condition: Condition = KeypairModel.team_id.does_not_exist()
+    ordered = sorted(teams)
+    for start in range(0, len(ordered), 99):
+        condition |= KeypairModel.team_id.is_in(*ordered[start:start + 99])
+    return condition
+
+
 @dataclass(frozen=True)
 class StoredMaterial:
     """A sealed private key and the generation key it belongs to."""
@@ -211,10 +220,12 @@ class KeypairRepository:
 
     @guarded
     def page(
-        self, account: str, filters: Mapping[str, str], limit: int, start: Position | None
+        self, account: str, filters: Mapping[str, str], limit: int, start: Position | None,
+        *, teams: frozenset[str] | None = None,
     ) -> tuple[list[Keypair], Position | None]:
         """Live keypairs of the account, newest first, up to `limit`, from an exclusive start position.
 
+        `teams`, when given, keeps only keypairs of no team or of one of those teams (a caller's view).
         With a filter each request reads a full 1 MB page (no `Limit`): DynamoDB applies `Limit` before
         the filter, so a small limit over a sparse filter would cost one round trip per `limit` rows.
         """
@@ -222,7 +233,9 @@ class KeypairRepository:
         for name in LIST_FILTERS:
             if name in filters:
                 condition &= getattr(KeypairModel, name) == filters[name]
-        page_size = None if set(filters) & set(LIST_FILTERS) else min(limit + 1, 500)
+        if teams is not None:
+            condition &= _in_teams(teams)
+        page_size = None if set(filters) & set(LIST_FILTERS) or teams is not None else min(limit + 1, 500)
 
         def run(start_key: Position | None) -> Any:
             return KeypairModel.query(account, filter_condition=condition, scan_index_forward=False,
@@ -230,6 +243,13 @@ class KeypairRepository:
 
         rows, position = page(run, limit, start, ("account", "id"))
         return [_keypair(row) for row in rows], position
+
+    @guarded
+    def live_teams(self, account: str, keypair_ids: list[str]) -> dict[str, str | None]:
+        """Live keypairs among `keypair_ids` (at most 100), each with its team id (None: no team)."""
+        keys = [(account, kid) for kid in dict.fromkeys(keypair_ids)]
+        rows = KeypairModel.batch_get(keys, consistent_read=True, attributes_to_get=["id", "team_id", "deleted_at"])
+        return {row.id: row.team_id for row in rows if not row.deleted_at}
 
     @guarded
     def due(self, bound: str, page_size: int = 1000) -> Iterator[tuple[str, str]]:

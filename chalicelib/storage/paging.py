@@ -33,3 +33,23 @@ def page(
     last = items[limit - 1]
     serialized = last.serialize()
     return items[:limit], {name: serialized[name] for name in key_attrs if name in serialized}
+
+
+def newest_first(
+    model: Any,
+    account: str,
+    limit: int,
+    start: Position | None,
+    keep: Callable[[Any], bool] | None = None,
+) -> tuple[list[Any], Position | None]:
+    """One page of an account's rows in a table keyed by account + time-ordered id, read consistently.
+
+    Only the rows `keep` accepts (all when None) count towards `limit`.
+    """
+
+    def run(start_key: Position | None) -> Iterable[Any]:
+        rows = model.query(account, scan_index_forward=False, last_evaluated_key=start_key, consistent_read=True,
+                           page_size=min(limit + 1, 500))
+        return rows if keep is None else (row for row in rows if keep(row))
+
+    return page(run, limit, start, ("account", "id"))

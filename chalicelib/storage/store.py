@@ -9,6 +9,9 @@ from chalicelib.storage.audit_log import AuditLog
 from chalicelib.storage.generations import GenerationRepository
 from chalicelib.storage.identity import IdentityRepository
 from chalicelib.storage.keypairs import KeypairRepository
+from chalicelib.storage.memberships import GroupRepository, TeamRepository
+from chalicelib.storage.profiles import ProfileRepository
+from chalicelib.storage.release_windows import ReleaseWindowRepository
 from chalicelib.storage.signature_log import SignatureLog
 from chalicelib.storage.transaction import Transaction
 
@@ -23,6 +26,10 @@ class Store:
     generations: GenerationRepository = field(default_factory=GenerationRepository)
     audit: AuditLog = field(default_factory=AuditLog)
     signatures: SignatureLog = field(default_factory=SignatureLog)
+    groups: GroupRepository = field(default_factory=GroupRepository)
+    teams: TeamRepository = field(default_factory=TeamRepository)
+    profiles: ProfileRepository = field(default_factory=ProfileRepository)
+    windows: ReleaseWindowRepository = field(default_factory=ReleaseWindowRepository)
 
     @staticmethod
     def transaction() -> Transaction:

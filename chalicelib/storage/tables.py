@@ -19,7 +19,7 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.settings import Settings
@@ -84,6 +84,7 @@ class UserModel(Model):
     permissions = ListAttribute(of=UnicodeAttribute, default=list)
     created_at = UnicodeAttribute()
     deleted_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
 
 
 class ApiKeysByUser(GlobalSecondaryIndex["ApiKeyModel"]):
@@ -296,6 +297,92 @@ class SignatureLogModel(Model):
     by_status = _log_index("by_status", "k_status")()
 
 
+class GroupModel(Model):
+    """A user group; its member list is the only record of membership (a user's groups are derived)."""
+
+    class Meta(_Meta):
+        pass
+
+    account = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    member_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    created_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class TeamModel(Model):
+    """A team: its members and member groups (a user's teams are derived from these lists)."""
+
+    class Meta(_Meta):
+        pass
+
+    account = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    member_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    group_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    created_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class ProfileModel(Model):
+    """A keypair profile; `team_ids` is the only record of which teams it is allocated to."""
+
+    class Meta(_Meta):
+        pass
+
+    account = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    mode = UnicodeAttribute()
+    type = UnicodeAttribute(null=True)
+    algorithm = UnicodeAttribute(null=True)
+    key_size = NumberAttribute(null=True)
+    curve = UnicodeAttribute(null=True)
+    category = UnicodeAttribute(null=True)
+    storage = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    team_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    created_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class WindowsByEnd(LocalSecondaryIndex["ReleaseWindowModel"]):
+    """An account's release windows by end time: the open ones are those ending after now (read consistently)."""
+
+    class Meta:
+        index_name = "by_end"
+        projection = AllProjection()
+
+    account = UnicodeAttribute(hash_key=True)
+    ends_at = UnicodeAttribute(range_key=True)
+
+
+class ReleaseWindowModel(Model):
+    """A release window. Not versioned: signers add to `signatures_used` under a condition instead.
+
+    Times are fixed-width RFC 3339 (milliseconds), so the signing write compares them as strings.
+    """
+
+    class Meta(_Meta):
+        pass
+
+    account = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    keypair_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    user_ids = ListAttribute(of=UnicodeAttribute, null=True)  # absent: any user with access
+    starts_at = UnicodeAttribute()
+    ends_at = UnicodeAttribute()
+    max_signatures = NumberAttribute(null=True)  # absent: no budget
+    signatures_used = NumberAttribute(default=0)
+    keypair_teams: MapAttribute[str, Any] = MapAttribute(default=dict)  # team keypair id → its team
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    by_end = WindowsByEnd()
+
+
 MODELS: dict[str, type[Model]] = {
     "accounts": AccountModel,
     "account_names": AccountNameClaim,
@@ -307,6 +394,10 @@ MODELS: dict[str, type[Model]] = {
     "generations": GenerationModel,
     "audit_log": AuditLogModel,
     "signature_log": SignatureLogModel,
+    "groups": GroupModel,
+    "teams": TeamModel,
+    "keypair_profiles": ProfileModel,
+    "release_windows": ReleaseWindowModel,
 }
 
 

@@ -190,6 +190,149 @@ def revoke_api_key(ctx: Ctx) -> None:
     change.expect()
 
 
+def create_user(ctx: Ctx) -> None:
+    with ctx.change() as change:
+        user = ctx.api.ok("POST", "/users", {"name": "dev", "roles": ["developer"]}, 201)
+    change.expect(("user", "create", user["id"]))
+    with ctx.change() as change:  # refused (bad role): nothing written
+        assert ctx.api.call("POST", "/users", {"name": "x", "roles": ["king"]}).status_code == 400
+    change.expect()
+
+
+def patch_user(ctx: Ctx) -> None:
+    user = ctx.api.ok("POST", "/users", {"name": "dev", "roles": ["developer"]}, 201)
+    with ctx.change() as change:
+        ctx.api.ok("PATCH", f"/users/{user['id']}", {"roles": ["lead"], "email": "dev@example.com"})
+    change.expect(("user", "update", user["id"]))
+    with ctx.change() as change:
+        ctx.api.ok("PATCH", f"/users/{user['id']}", {"roles": ["lead"]})
+    change.expect()
+    with ctx.change() as change:  # the last admin keeps the role: refused, nothing written
+        assert ctx.api.call("PATCH", f"/users/{ctx.account.user_id}", {"roles": ["lead"]}).status_code == 409
+    change.expect()
+
+
+def delete_user(ctx: Ctx) -> None:
+    """One entry for the user; its revoked keys are listed in it."""
+    user = ctx.api.ok("POST", "/users", {"name": "leaver", "roles": ["developer"]}, 201)
+    ctx.api.ok("POST", f"/users/{user['id']}/api-keys", {"name": "k"}, 201)
+    with ctx.change() as change:
+        ctx.api.ok("DELETE", f"/users/{user['id']}", status=204)
+    change.expect(("user", "delete", user["id"]))
+    assert len(change.audit[0].details["revoked_api_keys"]) == 1
+    with ctx.change() as change:
+        assert ctx.api.call("DELETE", f"/users/{user['id']}").status_code == 404
+    change.expect()
+
+
+def create_group(ctx: Ctx) -> None:
+    with ctx.change() as change:
+        group = ctx.api.ok("POST", "/groups", {"name": "release", "member_ids": [ctx.account.user_id]}, 201)
+    change.expect(("group", "create", group["id"]))
+
+
+def patch_group(ctx: Ctx) -> None:
+    group = ctx.api.ok("POST", "/groups", {"name": "release"}, 201)
+    with ctx.change() as change:
+        ctx.api.ok("PATCH", f"/groups/{group['id']}", {"member_ids": [ctx.account.user_id]})
+    change.expect(("group", "update", group["id"]))
+
+
+def delete_group(ctx: Ctx) -> None:
+    group = ctx.api.ok("POST", "/groups", {"name": "release"}, 201)
+    with ctx.change() as change:
+        ctx.api.ok("DELETE", f"/groups/{group['id']}", status=204)
+    change.expect(("group", "delete", group["id"]))
+
+
+def _teams_on(ctx: Ctx) -> None:
+    ctx.api.ok("PATCH", "/account", {"teams_enabled": True})
+
+
+def create_team(ctx: Ctx) -> None:
+    with ctx.change() as change:  # teams off: refused, nothing written
+        assert ctx.api.call("POST", "/teams", {"name": "web"}).status_code == 409
+    change.expect()
+    _teams_on(ctx)
+    with ctx.change() as change:
+        team = ctx.api.ok("POST", "/teams", {"name": "web", "member_ids": [ctx.account.user_id]}, 201)
+    change.expect(("team", "create", team["id"]))
+
+
+def patch_team(ctx: Ctx) -> None:
+    _teams_on(ctx)
+    team = ctx.api.ok("POST", "/teams", {"name": "web"}, 201)
+    with ctx.change() as change:
+        ctx.api.ok("PATCH", f"/teams/{team['id']}", {"name": "web-2"})
+    change.expect(("team", "update", team["id"]))
+
+
+def delete_team(ctx: Ctx) -> None:
+    _teams_on(ctx)
+    team = ctx.api.ok("POST", "/teams", {"name": "web"}, 201)
+    with ctx.change() as change:
+        ctx.api.ok("DELETE", f"/teams/{team['id']}", status=204)
+    change.expect(("team", "delete", team["id"]))
+
+
+PROFILE = {"name": "ec", "mode": "fixed", "algorithm": "ECDSA", "curve": "P-256"}
+
+
+def create_profile(ctx: Ctx) -> None:
+    with ctx.change() as change:
+        profile = ctx.api.ok("POST", "/keypair-profiles", PROFILE, 201)
+    change.expect(("profile", "create", profile["id"]))
+
+
+def patch_profile(ctx: Ctx) -> None:
+    profile = ctx.api.ok("POST", "/keypair-profiles", PROFILE, 201)
+    with ctx.change() as change:
+        ctx.api.ok("PATCH", f"/keypair-profiles/{profile['id']}", {"mode": "customizable"})
+    change.expect(("profile", "update", profile["id"]))
+
+
+def delete_profile(ctx: Ctx) -> None:
+    profile = ctx.api.ok("POST", "/keypair-profiles", PROFILE, 201)
+    with ctx.change() as change:
+        ctx.api.ok("DELETE", f"/keypair-profiles/{profile['id']}", status=204)
+    change.expect(("profile", "delete", profile["id"]))
+
+
+def _window_body(ctx: Ctx) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from chalicelib.clock import rfc3339, utc_now
+
+    kp = ctx.keypair("offline-one", status="offline")
+    now = utc_now()
+    return {"name": "release 1.0", "keypair_ids": [kp["id"]], "starts_at": rfc3339(now - timedelta(minutes=1)),
+            "ends_at": rfc3339(now + timedelta(hours=1)), "max_signatures": 3}
+
+
+def create_window(ctx: Ctx) -> None:
+    body = _window_body(ctx)
+    with ctx.change() as change:
+        window = ctx.api.ok("POST", "/release-windows", body, 201)
+    change.expect(("release_window", "create", window["id"]))
+    with ctx.change() as change:  # a windowed signature: its entry, no audit entry
+        ctx.api.ok("POST", f"/keypairs/{body['keypair_ids'][0]}/sign", _digest_body())
+    change.expect(signatures=1)
+
+
+def patch_window(ctx: Ctx) -> None:
+    window = ctx.api.ok("POST", "/release-windows", _window_body(ctx), 201)
+    with ctx.change() as change:
+        ctx.api.ok("PATCH", f"/release-windows/{window['id']}", {"max_signatures": 10})
+    change.expect(("release_window", "update", window["id"]))
+
+
+def delete_window(ctx: Ctx) -> None:
+    window = ctx.api.ok("POST", "/release-windows", _window_body(ctx), 201)
+    with ctx.change() as change:
+        ctx.api.ok("DELETE", f"/release-windows/{window['id']}", status=204)
+    change.expect(("release_window", "delete", window["id"]))
+
+
 CASES: dict[tuple[str, str], Callable[[Ctx], None]] = {
     ("POST", "/api/v1/keypairs"): create_keypair,
     ("PATCH", "/api/v1/keypairs/{keypair}"): patch_keypair,
@@ -200,6 +343,21 @@ CASES: dict[tuple[str, str], Callable[[Ctx], None]] = {
     ("PATCH", "/api/v1/account"): patch_account,
     ("POST", "/api/v1/users/{user_id}/api-keys"): create_api_key,
     ("DELETE", "/api/v1/users/{user_id}/api-keys/{key_id}"): revoke_api_key,
+    ("POST", "/api/v1/users"): create_user,
+    ("PATCH", "/api/v1/users/{user_id}"): patch_user,
+    ("DELETE", "/api/v1/users/{user_id}"): delete_user,
+    ("POST", "/api/v1/groups"): create_group,
+    ("PATCH", "/api/v1/groups/{group_id}"): patch_group,
+    ("DELETE", "/api/v1/groups/{group_id}"): delete_group,
+    ("POST", "/api/v1/teams"): create_team,
+    ("PATCH", "/api/v1/teams/{team_id}"): patch_team,
+    ("DELETE", "/api/v1/teams/{team_id}"): delete_team,
+    ("POST", "/api/v1/keypair-profiles"): create_profile,
+    ("PATCH", "/api/v1/keypair-profiles/{profile_id}"): patch_profile,
+    ("DELETE", "/api/v1/keypair-profiles/{profile_id}"): delete_profile,
+    ("POST", "/api/v1/release-windows"): create_window,
+    ("PATCH", "/api/v1/release-windows/{window_id}"): patch_window,
+    ("DELETE", "/api/v1/release-windows/{window_id}"): delete_window,
 }
 
 

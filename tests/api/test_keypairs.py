@@ -393,11 +393,14 @@ def test_dynamic_schedule_follows_the_clock(http: Http, account: Any, monkeypatc
 
 
 def test_a_filtered_page_costs_requests_by_data_read_not_by_account_size_over_limit(
-    http: Http, account: Any
+    http: Http, account: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`?category=test&limit=1` over 120 keypairs: DynamoDB's Limit applies before the filter, so asking it
     for `limit + 1` rows would cost one request per row; a filtered page reads up to 1 MB per request."""
+    from tests.support.clock import on_caller_clock
     from tests.support.requests import RequestCounter
+
+    on_caller_clock(monkeypatch)
 
     for i in range(120):
         http.ok("POST", "/keypairs", {"alias": f"many-{i}", "type": "static", "algorithm": "EdDSA",

@@ -90,7 +90,7 @@ def test_bootstrap_makes_a_working_admin_and_never_logs_the_key(
     response = me(client, result.api_key)
     assert response.status_code == 200
     body = json.loads(response.body)
-    assert body["user"] == {"id": result.user_id, "name": "Ada", "roles": ["admin"]}
+    assert body["user"] == {"id": result.user_id, "name": "Ada", "roles": ["admin"], "group_ids": [], "team_ids": []}
     assert body["account"]["id"] == result.account_id and body["account"]["name"] == name
     assert body["permissions"] == sorted(
         ["generate_keypair", "view_keypair", "manage_keypair", "sign", "view_audit_log", "manage_users",

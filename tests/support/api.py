@@ -63,10 +63,29 @@ class Api:
         assert response.status_code == status, (response.status_code, response.body[:500])
         return json.loads(response.body) if response.body else None
 
+    def error(self, method: str, path: str, body: Any, status: int, code: str) -> dict[str, Any]:
+        """A refusal with `status` and `code` in the API.md error shape; its `error` object."""
+        response = self.call(method, path, body)
+        assert response.status_code == status, (method, path, response.status_code, response.body[:500])
+        parsed = json.loads(response.body)
+        assert set(parsed) == {"error"} and set(parsed["error"]) == {"code", "message", "details"}, parsed
+        assert parsed["error"]["code"] == code and parsed["error"]["message"], parsed
+        return dict(parsed["error"])
+
+    def as_(self, account: Account) -> Api:
+        """The same client, calling as another user."""
+        return Api(self.client, account)
+
+    def new_user(self, name: str, *, roles: tuple[str, ...] = (), permissions: tuple[str, ...] = ()) -> Account:
+        """A user made through POST /users, with an API key from POST /users/{id}/api-keys."""
+        user = self.ok("POST", "/users", {"name": name, "roles": list(roles), "permissions": list(permissions)}, 201)
+        key = self.ok("POST", f"/users/{user['id']}/api-keys", {"name": "test"}, 201)
+        return Account(self.account.id, self.account.name, user["id"], key["key"])
+
 
 def add_user(account: Account, name: str, *, roles: tuple[str, ...] = (), permissions: tuple[str, ...] = (),
              expires_at: str | None = None) -> Account:
-    """Another user of `account` with an API key, written straight to storage (its admin routes come later)."""
+    """Another user of `account` with an API key, written straight to storage (`Api.new_user` uses the routes)."""
     from chalicelib.clock import rfc3339
     from chalicelib.domain.identity import User
     from chalicelib.ids import new_id
@@ -98,3 +117,28 @@ def sign_in_process(principal: Any, ref: str, body: Any, client_ip: str = "127.0
     if isinstance(body, dict) and "items" in body:
         return {"items": [render.signed(r) for r in results]}
     return render.signed(results[0])
+
+
+def digest_body(data: bytes) -> dict[str, str]:
+    """A sign request for the SHA-256 of `data`."""
+    import base64
+    import hashlib
+
+    return {"hash": base64.b64encode(hashlib.sha256(data).digest()).decode(), "hash_algorithm": "SHA-256"}
+
+
+def check_signed(tmp: Any, signed: dict[str, Any], data: bytes) -> None:
+    """A sign response over SHA-256 of `data` verifies with `cryptography` and with `openssl`."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+
+    from chalicelib.keys.algorithms import SIG_ALGS, verify_signature
+    from tests.support.openssl import verify_digest
+
+    digest = hashlib.sha256(data).digest()
+    signature = base64.b64decode(signed["signature"])
+    certificate = x509.load_pem_x509_certificate(signed["certificate"]["pem"].encode())
+    verify_signature(certificate.public_key(), SIG_ALGS[signed["sig_alg"]], signature, digest)  # type: ignore[arg-type]
+    verify_digest(tmp, signed["certificate"]["pem"], signed["sig_alg"], digest, signature)
