@@ -24,13 +24,16 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.authentication import Authenticator
     from chalicelib.services.authorities import Authorities
+    from chalicelib.services.checkpointer import Checkpointer
     from chalicelib.services.generations import GenerationHistory
     from chalicelib.services.keypairs import KeypairService
+    from chalicelib.services.log_keys import LogKeys
     from chalicelib.services.log_queries import LogService
     from chalicelib.services.refresh import RefreshService
     from chalicelib.services.refresh_queue import RefreshQueue
     from chalicelib.services.signing import SigningService
     from chalicelib.services.timestamping import TimestampService
+    from chalicelib.services.transparency import TransparencyService
 
 
 @dataclass
@@ -121,6 +124,9 @@ class Services:
     timestamps: TimestampService
     refresh: RefreshService
     queue: RefreshQueue
+    log_keys: LogKeys
+    checkpointer: Checkpointer
+    transparency: TransparencyService
 
 
 def build_services(deps: Deps) -> Services:
@@ -129,14 +135,17 @@ def build_services(deps: Deps) -> Services:
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.authentication import Authenticator
     from chalicelib.services.authorities import Authorities
+    from chalicelib.services.checkpointer import Checkpointer
     from chalicelib.services.generations import GenerationHistory
     from chalicelib.services.keypairs import KeypairService
+    from chalicelib.services.log_keys import LogKeys
     from chalicelib.services.log_queries import LogService
     from chalicelib.services.refresh import RefreshService
     from chalicelib.services.refresh_queue import RefreshQueue
     from chalicelib.services.sign_state import SignStates
     from chalicelib.services.signing import SigningService
     from chalicelib.services.timestamping import TimestampService
+    from chalicelib.services.transparency import TransparencyService
 
     accounts = AccountCache(deps)
     authorities = Authorities(deps)
@@ -144,6 +153,7 @@ def build_services(deps: Deps) -> Services:
     timestamps = TimestampService(deps, accounts, authorities)
     keypairs = KeypairService(deps, accounts, authorities, states)
     refresh = RefreshService(deps, keypairs, accounts)
+    log_keys = LogKeys(deps, accounts)
     return Services(
         deps=deps,
         auth=Authenticator(deps),
@@ -157,6 +167,9 @@ def build_services(deps: Deps) -> Services:
         timestamps=timestamps,
         refresh=refresh,
         queue=RefreshQueue(deps, refresh),
+        log_keys=log_keys,
+        checkpointer=Checkpointer(deps, accounts, log_keys),
+        transparency=TransparencyService(deps),
     )
 
 

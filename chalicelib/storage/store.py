@@ -11,6 +11,7 @@ from chalicelib.storage.identity import IdentityRepository
 from chalicelib.storage.keypairs import KeypairRepository
 from chalicelib.storage.signature_log import SignatureLog
 from chalicelib.storage.transaction import Transaction
+from chalicelib.storage.transparency import TreeStore
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Store:
     generations: GenerationRepository = field(default_factory=GenerationRepository)
     audit: AuditLog = field(default_factory=AuditLog)
     signatures: SignatureLog = field(default_factory=SignatureLog)
+    trees: TreeStore = field(default_factory=TreeStore)
 
     @staticmethod
     def transaction() -> Transaction:

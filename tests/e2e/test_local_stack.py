@@ -291,6 +291,7 @@ def test_tick_reports_what_it_refreshed(stack: Stack) -> None:
         r"refreshed (kp_\S+).*: generation (\d+) -> (\d+)",
         r"kp_\S+.*: nothing to do \(already at generation \d+\)",
         r"kp_\S+.*: gone \(deleted\)",
+        r"transparency logs: \d+ new entries, \d+ new checkpoints",
     )
     assert lines
     for line in lines:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +65,18 @@ class Api:
         assert response.status_code == status, (response.status_code, response.body[:500])
         return json.loads(response.body) if response.body else None
 
+    def every(self, route: str) -> list[Any]:
+        """Every item of a list route (`/audit-logs`, ...), following `next` to the end."""
+        items: list[Any] = []
+        token = None
+        while True:
+            separator = "&" if "?" in route else "?"
+            body = self.ok("GET", f"{route}{separator}limit=500" + (f"&next={token}" if token else ""))
+            items += body["items"]
+            token = body["next"]
+            if token is None:
+                return items
+
 
 def add_user(account: Account, name: str, *, roles: tuple[str, ...] = (), permissions: tuple[str, ...] = (),
              expires_at: str | None = None) -> Account:
@@ -98,3 +112,22 @@ def sign_in_process(principal: Any, ref: str, body: Any, client_ip: str = "127.0
     if isinstance(body, dict) and "items" in body:
         return {"items": [render.signed(r) for r in results]}
     return render.signed(results[0])
+
+
+@contextmanager
+def cas_on_the_hsm() -> Iterator[Any]:
+    """The process runs with `ca_storage=hsm` (new accounts keep their CA, TSA and log keys on the token) meanwhile."""
+    import dataclasses
+
+    from chalicelib.services.container import build_deps, get_deps, reset_services, set_deps
+    from chalicelib.settings import get_settings
+
+    original = get_deps()
+    deps = build_deps(dataclasses.replace(get_settings(), ca_storage="hsm"))
+    set_deps(deps)
+    reset_services()
+    try:
+        yield deps
+    finally:
+        set_deps(original)
+        reset_services()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 class FakeClock:
@@ -39,3 +42,19 @@ class FakeMonotonic:
     def advance(self, seconds: float) -> None:
         """Move it on."""
         self.now += seconds
+
+
+@contextmanager
+def installed(deps: Any, offset: timedelta) -> Iterator[FakeClock]:
+    """A FakeClock `offset` away from now (whole seconds) as the services' clock, the real one put back after.
+
+    A day ahead keeps a test clear of what other tests wrote at the real time; days behind make
+    certificates issued "now" expired by the real clock that openssl reads.
+    """
+    real = deps.clock
+    fake = FakeClock(datetime.now(UTC).replace(microsecond=0) + offset)
+    deps.clock = fake
+    try:
+        yield fake
+    finally:
+        deps.clock = real
