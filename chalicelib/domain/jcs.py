@@ -18,9 +18,26 @@ MAX_SAFE_INTEGER = 2**53
 def canonical(value: Any) -> bytes:
     """The JCS bytes (UTF-8) of a JSON value; raises ValueError for what JSON cannot hold (NaN, lone surrogates)."""
     try:
+        if _plain(value):
+            # No floats, no integer beyond 2**53 and only ASCII member names: then JCS is exactly the standard
+            # library's sorted compact dump (its C encoder escapes strings as JCS does), ~10x cheaper.
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
         return _text(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError("a string holds a lone surrogate, which JSON text cannot carry") from exc
+
+
+def _plain(value: Any) -> bool:
+    """Whether a value holds only strings, booleans, null, safe integers, lists and ASCII-named objects."""
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_SAFE_INTEGER
+    if isinstance(value, dict):
+        return all(isinstance(name, str) and name.isascii() and _plain(item) for name, item in value.items())
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    return False
 
 
 def _text(value: Any) -> str:

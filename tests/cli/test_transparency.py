@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import random
+import secrets
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 
 from chalicelib.domain import jcs, merkle
 from rotasign_cli import transparency as verifier
+from tests.cli.conftest import Cli
 from tests.support import tlog
 from tests.support.api import Api, make_account
 from tests.support.clock import FakeClock, installed
@@ -94,7 +99,8 @@ def grow(api: Api, services: Any, clock: FakeClock, count: int) -> str:
 
 
 def test_the_verifier_accepts_the_services_proofs_and_rejects_tampering(
-    api: Api, client: Any, services: Any, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    api: Api, client: Any, services: Any, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    installed: tuple[Path, Path],
 ) -> None:
     api.ok("POST", "/keypairs", {"alias": "cli-log", "type": "static", "algorithm": "EdDSA"}, 201)
     old = grow(api, services, clock, 3)
@@ -141,8 +147,30 @@ def test_the_verifier_accepts_the_services_proofs_and_rejects_tampering(
                           "--entries", write(tmp_path, "all.json", changed), capsys=capsys)
         assert status == 1 and out.startswith("FAILED"), out
 
+    # As users get it (`pip install`ed, nothing of the service importable): `python -m rotasign_cli.transparency`.
+    installed_run = subprocess.run(
+        [sys.executable, "-m", "rotasign_cli.transparency", "inclusion", *common, "--proof", str(tmp_path / "p.json"),
+         "--entry", str(tmp_path / "e.json")],
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(installed[0])}, cwd=tmp_path, capture_output=True,
+        text=True, timeout=120, check=False)
+    assert installed_run.returncode == 0 and installed_run.stdout.startswith("OK: entry"), installed_run.stderr
+
 
 def test_unusable_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = str(tmp_path / "missing.json")
     assert verifier.main(["inclusion", "--trust", missing, "--log", "audit", "--proof", missing]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_rotasign_verify_takes_its_trust_material_from_the_public_route(rs: Cli, tmp_path: Path) -> None:
+    """`rotasign verify --account` fetches `GET /api/v1/trust/{account_id}` with no API key and verifies with it."""
+    alias = f"trust-{secrets.token_hex(3)}"
+    rs("keypair", "create", alias, "--type", "dynamic", "--algorithm", "ECDSA", "--curve", "P-256").ok()
+    artifact = tmp_path / "app.bin"
+    artifact.write_bytes(b"released " + alias.encode())
+    rs("sign", "--keypair", alias, str(artifact)).ok()
+    account = rs("healthcheck", "--json").ok().json()["account"]["id"]
+    rs("verify", str(artifact), "--account", account, env={"ROTASIGN_API_KEY": ""}).ok()
+    artifact.write_bytes(b"changed")
+    assert rs("verify", str(artifact), "--account", account, env={"ROTASIGN_API_KEY": ""}).code == 1
