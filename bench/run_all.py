@@ -16,6 +16,7 @@ SCRIPTS = (
     "refresh_bench.py",
     "hsm_bench.py",
     "tsa_bench.py",
+    "transparency_bench.py",
 )
 
 
