@@ -162,7 +162,11 @@ class Checkpointer:
             except RotasignError as exc:
                 log.warning("checkpoint failed", extra={"event": "checkpoint", "account": account_id,
                                                         "outcome": "failure", "error": exc.code})
-                return None
+            except Exception:
+                # One account's unexpected failure must not stop the others' checkpoints (or the tick).
+                log.error("checkpoint failed", exc_info=True, extra={"event": "checkpoint", "account": account_id,
+                                                                     "outcome": "failure"})
+            return None
 
         with ThreadPoolExecutor(ACCOUNT_WORKERS, thread_name_prefix="checkpoint") as pool:
             for runs in pool.map(one, account_ids):
