@@ -18,6 +18,8 @@ from chalicelib.api import (
     signing,
     teams,
     timestamp,
+    transparency,
+    trust,
     users,
 )
 from chalicelib.api.middleware import http_middleware
@@ -26,7 +28,8 @@ from chalicelib.structured_logging import configure_logging
 configure_logging()
 # configure_logs=False: Chalice would otherwise set the "rotasign" logger to ERROR with its own handler.
 app = Chalice(app_name="rotasign", configure_logs=False)
-app.api.binary_types.extend(["application/timestamp-query", "application/timestamp-reply"])
+app.api.binary_types.extend(["application/timestamp-query", "application/timestamp-reply",
+                              "application/pkix-cert"])
 app.register_middleware(http_middleware, "http")
 app.register_blueprint(identity.bp, url_prefix="/api/v1")
 app.register_blueprint(keypairs.bp, url_prefix="/api/v1")
@@ -34,6 +37,8 @@ app.register_blueprint(signing.bp, url_prefix="/api/v1")
 app.register_blueprint(logs.bp, url_prefix="/api/v1")
 app.register_blueprint(timestamp.bp, url_prefix="/api/v1")
 app.register_blueprint(refresh.bp, url_prefix="/api/v1")
+app.register_blueprint(transparency.bp, url_prefix="/api/v1")
+app.register_blueprint(trust.bp, url_prefix="/api/v1")
 app.register_blueprint(console.bp, url_prefix="/console")
 app.register_blueprint(users.bp, url_prefix="/api/v1")
 app.register_blueprint(groups.bp, url_prefix="/api/v1")
@@ -54,7 +59,7 @@ def bootstrap(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.schedule(Cron("0/15", "*", "*", "*", "?", "*"))
 def refresh_tick(event: Any) -> dict[str, Any]:
-    """Every quarter hour: sweep orphaned HSM keys, queue a refresh for each due dynamic keypair."""
+    """Every quarter hour: sweep orphaned HSM keys, queue the due dynamic keypairs' refreshes, checkpoint the logs."""
     from chalicelib.services.container import get_services
     from chalicelib.services.scheduler import run_tick
 

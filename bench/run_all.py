@@ -17,6 +17,7 @@ SCRIPTS = (
     "hsm_bench.py",
     "tsa_bench.py",
     "window_bench.py",
+    "transparency_bench.py",
 )
 
 

@@ -24,6 +24,17 @@ def ulid(now_ms: int | None = None) -> str:
     return base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_FROM_RFC4648).decode()
 
 
+def ulid_ms(value: str) -> int:
+    """The millisecond time a ULID carries (its first 10 characters); raises ValueError for a bad one."""
+    ms = 0
+    for char in value[:10].upper():
+        digit = _CROCKFORD.find(char)
+        if digit < 0:
+            raise ValueError("not a ULID")
+        ms = ms * 32 + digit
+    return ms
+
+
 def new_id(prefix: str) -> str:
     """A new identifier such as `kp_01J...`."""
     if prefix not in PREFIXES:

@@ -23,7 +23,10 @@ TABLES = (
     "teams",
     "keypair_profiles",
     "release_windows",
+    "transparency",
 )
+# Clock difference allowed between the functions that write log entries and the checkpointer.
+LOG_CLOCK_SKEW_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Settings:
     hsm_pin_secret: str | None
     ca_storage: str
     log_retention_days: int
+    public_base_url: str | None = None
+    checkpoint_seconds: float = 40.0
 
     def table_name(self, table: str) -> str:
         """The DynamoDB table name of one of TABLES in this stage."""
@@ -61,6 +66,14 @@ class Settings:
         may run for `max_request_seconds`: a generation retired at T is usable until T + both.
         """
         return self.state_cache_seconds + self.max_request_seconds
+
+    @property
+    def log_settle_seconds(self) -> float:
+        """How old a log entry's key must be before no entry with an older key can still be written.
+
+        An entry's key is its time, and a request writes it before it ends (`max_request_seconds`).
+        """
+        return self.max_request_seconds + LOG_CLOCK_SKEW_SECONDS
 
 
 def _token_key() -> bytes:
@@ -123,4 +136,6 @@ def get_settings() -> Settings:
         hsm_pin_secret=env.get("ROTASIGN_HSM_PIN_SECRET"),
         ca_storage=env.get("ROTASIGN_CA_STORAGE", "disk"),
         log_retention_days=int(env.get("ROTASIGN_LOG_RETENTION_DAYS", "0")),
+        public_base_url=(env.get("ROTASIGN_PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        checkpoint_seconds=float(env.get("ROTASIGN_CHECKPOINT_SECONDS", "40")),
     )

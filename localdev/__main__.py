@@ -135,15 +135,14 @@ def _tick(args: argparse.Namespace) -> int:
     # This command reports what the tick did itself; the service's INFO lines would only repeat it.
     configure_logging()
     logging.getLogger("rotasign").setLevel(logging.WARNING)
-    outcomes = commands.tick(args.state_dir)
-    if outcomes is None:
+    report = commands.tick(args.state_dir)
+    if report is None:
         print(f"app.{TICK_HANDLER} is not defined yet: there is no schedule to fire.")
         return 0
-    if not outcomes:
+    if not report.refreshed:
         print("nothing due")
-        return 0
     failed = 0
-    for item in outcomes:
+    for item in report.refreshed:
         name = f"{item.keypair_id} ({item.alias})" if item.alias else item.keypair_id
         if not item.ok:
             failed += 1
@@ -154,6 +153,7 @@ def _tick(args: argparse.Namespace) -> int:
             print(f"refreshed {name}: generation {item.expected_generation} -> {item.generation}")
         else:
             print(f"{name}: nothing to do (already at generation {item.generation})")
+    print(f"transparency logs: {report.logged} new entries, {report.checkpoints} new checkpoints")
     return 1 if failed else 0
 
 

@@ -50,10 +50,19 @@ class Refreshed:
     ok: bool
 
 
-def tick(state_dir: Path = DEFAULT_STATE_DIR) -> list[Refreshed] | None:
+@dataclass(frozen=True)
+class TickReport:
+    """What one tick did: the keypairs it refreshed and what it added to the transparency logs."""
+
+    refreshed: list[Refreshed]
+    logged: int = 0
+    checkpoints: int = 0
+
+
+def tick(state_dir: Path = DEFAULT_STATE_DIR) -> TickReport | None:
     """Fire one scheduled invocation against the running stack and drain what it enqueued.
 
-    Returns what was refreshed, or None when the app has no scheduled handler yet. The tick enqueues
+    Returns what was refreshed and checkpointed, or None when the app has no scheduled handler yet. The tick enqueues
     to a private queue of this command, so the running stack's poller cannot take the messages first
     and this command can report exactly what it refreshed; a message the worker fails on is moved to
     the stack's refresh queue, where the usual retries and dead-lettering apply.
@@ -70,9 +79,11 @@ def tick(state_dir: Path = DEFAULT_STATE_DIR) -> list[Refreshed] | None:
         sqs = boto3.client("sqs")
         url = create_queues(sqs, private)
         try:
-            fire_tick(handler, time.time(), state.region)
+            result = fire_tick(handler, time.time(), state.region)
+            counts = result if isinstance(result, dict) else {}
+            logged, checkpoints = int(counts.get("logged", 0)), int(counts.get("checkpoints", 0))
             if worker is None:
-                return []
+                return TickReport([], logged, checkpoints)
             batches = QueuePoller(sqs, url, worker, state.region).drain()
             main_url = sqs.get_queue_url(QueueName=state.refresh_queue)["QueueUrl"]
             for batch in batches:
@@ -81,7 +92,7 @@ def tick(state_dir: Path = DEFAULT_STATE_DIR) -> list[Refreshed] | None:
                         sqs.send_message(QueueUrl=main_url, MessageBody=message["Body"])
         finally:
             sqs.delete_queue(QueueUrl=url)
-        return [_outcome(m["Body"], b.ok) for b in batches for m in b.messages]
+        return TickReport([_outcome(m["Body"], b.ok) for b in batches for m in b.messages], logged, checkpoints)
 
 
 def _outcome(body: str, ok: bool) -> Refreshed:

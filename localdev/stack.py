@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -154,9 +154,12 @@ def _start(
     kms_key_id = boto3.client("kms").create_key(Description="rotasign local stack")["KeyMetadata"]["KeyId"]
     pin = secrets.token_urlsafe(16)
     conf = ensure_token(state_dir / "softhsm", TOKEN_LABEL, pin, secrets.token_urlsafe(16))
+    # Bound (not yet serving) before the bootstrap: the account's TSA certificate names the endpoint (AIA).
+    server = _http_server(port)
+    cleanups.append(server.server.server_close)
     state = StackState(
         pid=os.getpid(),
-        endpoint="",
+        endpoint=f"http://{HOST}:{server.server.server_address[1]}",
         emulator_port=emulator_port,
         region=REGION,
         kms_key_id=kms_key_id,
@@ -181,7 +184,6 @@ def _start(
     queue_url = create_queues(sqs)
     admin = bootstrap_account(get_deps(), account)
 
-    server = _http_server(port)
     http_thread = threading.Thread(target=server.server.serve_forever, name="localdev-http", daemon=True)
     http_thread.start()
 
@@ -191,7 +193,6 @@ def _start(
         http_thread.join(timeout=5)
 
     cleanups.append(stop_http)
-    state = replace(state, endpoint=f"http://{HOST}:{server.server.server_address[1]}")
     _self_check(state.endpoint, admin.api_key)
     write_state(state_dir, state)
     cleanups.append(lambda: _forget_state(state_dir))

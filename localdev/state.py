@@ -63,6 +63,8 @@ class StackState:
             "ROTASIGN_PKCS11_MODULE": self.pkcs11_module,
             "ROTASIGN_HSM_TOKEN_LABEL": self.token_label,
             "ROTASIGN_HSM_PIN": self.hsm_pin,
+            # Issued certificates name their CA under this stack's public trust route (AIA caIssuers).
+            "ROTASIGN_PUBLIC_BASE_URL": self.endpoint,
         }
 
 

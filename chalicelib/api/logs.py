@@ -72,3 +72,17 @@ def list_signature_logs() -> dict[str, Any]:
     """Signature-log entries, newest first, filtered by keypair_alias, keypair_id, status, signer, from, to."""
     f, p = parse_signatures(query(bp.current_request))
     return render.page(get_services().logs.signatures(principal(), f, p.page()), render.signature_entry)
+
+
+@bp.route("/audit-logs/{entry_id}", methods=["GET"])
+@endpoint("view_audit_log")
+def get_audit_entry(entry_id: str) -> dict[str, Any]:
+    """One audit entry by id (the transparency log hashes exactly this body)."""
+    return render.audit_entry(get_services().logs.audit_entry(principal(), entry_id))
+
+
+@bp.route("/signature-logs/{entry_id}", methods=["GET"])
+@endpoint("view_audit_log")
+def get_signature_entry(entry_id: str) -> dict[str, Any]:
+    """One signature-log entry by id, with its time-stamp token and certificate serial when it succeeded."""
+    return render.signature_entry(get_services().logs.signature_entry(principal(), entry_id))

@@ -206,6 +206,15 @@ class Params:
         except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 pushed out of range by an offset
             raise _bad(name, f"{name} must be an RFC 3339 time such as 2026-11-29T12:00:00Z.") from None
 
+    def count(self, name: str) -> int | None:
+        """A non-negative decimal integer."""
+        value = self.values.get(name)
+        if value is None:
+            return None
+        if not (value.isascii() and value.isdigit()) or len(value) > 20:
+            raise _bad(name, f"{name} must be a non-negative integer.")
+        return int(value)
+
     def page(self) -> PageRequest:
         """`limit` (1..500, default 50) and `next`."""
         raw = self.values.get("limit")

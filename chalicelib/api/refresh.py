@@ -9,6 +9,7 @@ from chalice.app import Blueprint
 from chalicelib.api import render
 from chalicelib.api.http import endpoint, principal, query, source_ip
 from chalicelib.api.parsing import Params
+from chalicelib.errors import NotFound
 from chalicelib.services.container import get_services
 
 bp = Blueprint(__name__)
@@ -25,6 +26,16 @@ def refresh_keypair(keypair: str) -> dict[str, Any]:
 @bp.route("/keypairs/{keypair}/generations", methods=["GET"])
 @endpoint("view_keypair")
 def list_generations(keypair: str) -> dict[str, Any]:
-    """Every generation of a keypair (public key and certificate), newest first."""
+    """Every generation of a keypair (public key and certificate), newest first; a deleted keypair's by id."""
     page = Params(query(bp.current_request), ()).page()
     return render.page(get_services().generations.list(principal(), keypair, page), render.generation)
+
+
+@bp.route("/keypairs/{keypair}/generations/{generation}", methods=["GET"])
+@endpoint("view_keypair")
+def get_generation(keypair: str, generation: str) -> dict[str, Any]:
+    """One generation of a keypair (a deleted keypair's too, by id)."""
+    number = int(generation) if generation.isascii() and generation.isdigit() and len(generation) <= 12 else None
+    if number is None:
+        raise NotFound("No such generation.")
+    return render.generation(get_services().generations.get(principal(), keypair, number))

@@ -84,35 +84,13 @@ def signed(result: Signed) -> dict[str, Any]:
 
 
 def audit_entry(entry: AuditEntry) -> dict[str, Any]:
-    """An audit-log entry."""
-    return {
-        "id": entry.id,
-        "at": entry.at,
-        "actor": entry.actor,
-        "type": entry.type,
-        "action": entry.action,
-        "resource_id": entry.resource_id,
-        "resource_alias": entry.resource_alias,
-        "outcome": entry.outcome,
-        "error": entry.error,
-        "details": entry.details,
-        "source_ip": entry.source_ip,
-    }
-
-
-SIGNATURE_FIELDS = ("signed_at", "status", "signer", "keypair_id", "keypair_alias", "keypair_type", "key_id",
-                    "generation", "algorithm", "sig_alg", "signature_type", "hash_algorithm", "hash", "signature",
-                    "file_name", "tool", "client_ip", "error")
+    """An audit-log entry (the transparency log hashes exactly this)."""
+    return entry.as_dict()
 
 
 def signature_entry(entry: SignatureEntry) -> dict[str, Any]:
-    """A signature-log entry (a success also carries its time-stamp token and certificate serial)."""
-    body: dict[str, Any] = {"id": entry.id}
-    body.update({name: getattr(entry, name) for name in SIGNATURE_FIELDS})
-    if entry.status == "success":
-        body["timestamp_token"] = entry.timestamp_token
-        body["certificate_serial"] = entry.certificate_serial
-    return body
+    """A signature-log entry (the transparency log hashes exactly this)."""
+    return entry.as_dict()
 
 
 def account(acct: Account) -> dict[str, Any]:

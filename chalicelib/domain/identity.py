@@ -50,6 +50,7 @@ class Account:
     require_keypair_profile: bool = False
     public_tsa: bool = False
     version: int = 1
+    log_public_key: str | None = None  # PEM of the Ed25519 key that signs the transparency log's checkpoints
 
     def ca_pem(self, category: str) -> str:
         """The issuing CA certificate of a keypair category (`production` or `test`)."""

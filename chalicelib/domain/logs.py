@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.clock import rfc3339, rfc3339_ms
-from chalicelib.ids import ulid
+from chalicelib.ids import looks_like_id, ulid, ulid_ms
 
 SCHEDULER = "system:scheduler"
+# The fields of a signature-log entry as the API shows it, after its id (a success adds two more).
+SIGNATURE_FIELDS = ("signed_at", "status", "signer", "keypair_id", "keypair_alias", "keypair_type", "key_id",
+                    "generation", "algorithm", "sig_alg", "signature_type", "hash_algorithm", "hash", "signature",
+                    "file_name", "tool", "client_ip", "error")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,17 @@ class LogKey:
     def entry_id(self) -> str:
         """The entry's public id, `log_<ulid>`."""
         return f"log_{self.sort_key.split('#', 1)[1]}"
+
+    @staticmethod
+    def range_of(entry_id: str) -> tuple[str, str] | None:
+        """The sort keys an entry id can have (its ULID's millisecond or the next), or None for no log id.
+
+        `new` takes the ULID's time from a float product that may fall one millisecond short of the key's.
+        """
+        if not looks_like_id(entry_id, "log"):
+            return None
+        ms = datetime.fromtimestamp(ulid_ms(entry_id[4:]) / 1000, UTC)
+        return f"{rfc3339_ms(ms)}#", f"{rfc3339_ms(ms + timedelta(milliseconds=1))}#~"
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,22 @@ class AuditEntry:
     def id(self) -> str:
         """`log_<ulid>`."""
         return self.key.entry_id
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry as the API returns it (and as the transparency log hashes it)."""
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "type": self.type,
+            "action": self.action,
+            "resource_id": self.resource_id,
+            "resource_alias": self.resource_alias,
+            "outcome": self.outcome,
+            "error": self.error,
+            "details": self.details,
+            "source_ip": self.source_ip,
+        }
 
     @classmethod
     def new(
@@ -113,6 +144,15 @@ class SignatureEntry:
     def id(self) -> str:
         """`log_<ulid>`."""
         return self.key.entry_id
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry as the API returns it (a success also carries its time-stamp token and certificate serial)."""
+        body: dict[str, Any] = {"id": self.id}
+        body.update({name: getattr(self, name) for name in SIGNATURE_FIELDS})
+        if self.status == "success":
+            body["timestamp_token"] = self.timestamp_token
+            body["certificate_serial"] = self.certificate_serial
+        return body
 
 
 @dataclass(frozen=True)

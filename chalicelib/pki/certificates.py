@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from chalicelib.clock import rfc3339
 from chalicelib.domain.keypairs import Certificate
@@ -116,6 +116,15 @@ def _leaf_builder(
     )
 
 
+def _with_issuer_url(builder: x509.CertificateBuilder, ca_issuers: str | None) -> x509.CertificateBuilder:
+    """Add an Authority Information Access `caIssuers` URL (RFC 5280 4.2.2.1) where the issuer can be fetched."""
+    if ca_issuers is None:
+        return builder
+    url = x509.UniformResourceIdentifier(ca_issuers)
+    access = x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, url)
+    return builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+
+
 def issue_keypair_certificate(
     ca_key: PrivateKey,
     ca_cert: x509.Certificate,
@@ -126,24 +135,29 @@ def issue_keypair_certificate(
     category: str,
     not_before: datetime,
     not_after: datetime,
+    ca_issuers: str | None = None,
 ) -> x509.Certificate:
-    """A code-signing certificate for a keypair: CN=<alias>, O=<account>, OU=Test for test keys."""
+    """A code-signing certificate for a keypair: CN=<alias>, O=<account>, OU=Test for test keys.
+
+    `ca_issuers` is the URL of the issuing CA's certificate (an AIA extension), when one is published.
+    """
     subject = _name(alias, account_name, category == "test")
     builder = _leaf_builder(ca_key, ca_cert, public_key, subject, not_before, not_after).add_extension(
         x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
     )
-    return builder.sign(ca_key, _hash_for(ca_key))
+    return _with_issuer_url(builder, ca_issuers).sign(ca_key, _hash_for(ca_key))
 
 
 def issue_tsa_certificate(
-    ca_key: PrivateKey, ca_cert: x509.Certificate, public_key: PublicKey, account_name: str, now: datetime
+    ca_key: PrivateKey, ca_cert: x509.Certificate, public_key: PublicKey, account_name: str, now: datetime,
+    ca_issuers: str | None = None,
 ) -> x509.Certificate:
     """The account's time-stamping certificate: EKU timeStamping only, critical (RFC 3161 2.3)."""
     subject = _name("rotasign Time-Stamping Authority", account_name, False)
     builder = _leaf_builder(
         ca_key, ca_cert, public_key, subject, now - timedelta(minutes=5), now + CA_LIFETIME
     ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-    return builder.sign(ca_key, _hash_for(ca_key))
+    return _with_issuer_url(builder, ca_issuers).sign(ca_key, _hash_for(ca_key))
 
 
 def load_pem(pem: str) -> x509.Certificate:

@@ -16,6 +16,8 @@ from chalicelib.errors import NotFound, ValidationError
 from chalicelib.ids import new_id
 from chalicelib.services.authentication import issue_api_key
 from chalicelib.services.authorities import authority_ref, new_authority_key
+from chalicelib.services.log_keys import log_key_ref, new_log_key
+from chalicelib.services.trust import issuer_url
 from chalicelib.storage.accounts import AccountExists
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ class BootstrapResult:
 
 def bootstrap_account(deps: Deps, name: str, admin_name: str = "admin", admin_email: str | None = None
                       ) -> BootstrapResult:
-    """Create an account, its production and test CAs, its TSA and its first admin, in one transaction.
+    """Create an account, its production and test CAs, its TSA, its log key and its first admin, in one transaction.
 
     Raises ValidationError (bad name), AccountExists, HsmUnavailable, StorageUnavailable.
     """
@@ -70,12 +72,16 @@ def bootstrap_account(deps: Deps, name: str, admin_name: str = "admin", admin_em
                 keys[role] = key
                 store.keypairs.stage_material(tx, ref, account_id, ref, deps.disk.seal(account_id, ref, key), now_iso)
             publics[role] = keys[role].public_key()
+        if on_hsm:
+            made_on_hsm.append(log_key_ref(account_id))
+        log_public_key = new_log_key(deps, tx, account_id, on_hsm, now_iso)
         production = make_ca_certificate(keys["production"], name, "production", now)
         test = make_ca_certificate(keys["test"], name, "test", now)
-        tsa = issue_tsa_certificate(keys["production"], production, publics["tsa"], name, now)
+        tsa = issue_tsa_certificate(keys["production"], production, publics["tsa"], name, now,
+                                    ca_issuers=issuer_url(deps.settings, account_id, "production"))
         issued = issue_api_key(account_id, user_id, now_iso, "bootstrap", None)
         account = Account(account_id, name, now_iso, to_pem(production), to_pem(test), to_pem(tsa),
-                          ca_storage="hsm" if on_hsm else "disk")
+                          ca_storage="hsm" if on_hsm else "disk", log_public_key=log_public_key)
         store.accounts.stage_create(tx, account)
         store.identity.stage_user(tx, User(account_id, user_id, admin_name, now_iso, email=admin_email,
                                            roles=("admin",)))

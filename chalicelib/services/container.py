@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.authentication import Authenticator
     from chalicelib.services.authorities import Authorities
+    from chalicelib.services.checkpointer import Checkpointer
     from chalicelib.services.generations import GenerationHistory
     from chalicelib.services.groups import GroupService
     from chalicelib.services.keypairs import KeypairService
+    from chalicelib.services.log_keys import LogKeys
     from chalicelib.services.log_queries import LogService
     from chalicelib.services.profiles import ProfileService
     from chalicelib.services.refresh import RefreshService
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from chalicelib.services.signing import SigningService
     from chalicelib.services.teams import TeamService
     from chalicelib.services.timestamping import TimestampService
+    from chalicelib.services.transparency import TransparencyService
     from chalicelib.services.users import UserService
 
 
@@ -131,6 +134,9 @@ class Services:
     teams: TeamService
     profiles: ProfileService
     windows: ReleaseWindowService
+    log_keys: LogKeys
+    checkpointer: Checkpointer
+    transparency: TransparencyService
 
 
 def build_services(deps: Deps) -> Services:
@@ -139,9 +145,11 @@ def build_services(deps: Deps) -> Services:
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.authentication import Authenticator
     from chalicelib.services.authorities import Authorities
+    from chalicelib.services.checkpointer import Checkpointer
     from chalicelib.services.generations import GenerationHistory
     from chalicelib.services.groups import GroupService
     from chalicelib.services.keypairs import KeypairService
+    from chalicelib.services.log_keys import LogKeys
     from chalicelib.services.log_queries import LogService
     from chalicelib.services.profiles import ProfileService
     from chalicelib.services.refresh import RefreshService
@@ -151,6 +159,7 @@ def build_services(deps: Deps) -> Services:
     from chalicelib.services.signing import SigningService
     from chalicelib.services.teams import TeamService
     from chalicelib.services.timestamping import TimestampService
+    from chalicelib.services.transparency import TransparencyService
     from chalicelib.services.users import UserService
 
     accounts = AccountCache(deps)
@@ -160,6 +169,7 @@ def build_services(deps: Deps) -> Services:
     timestamps = TimestampService(deps, accounts, authorities)
     keypairs = KeypairService(deps, accounts, authorities, states)
     refresh = RefreshService(deps, keypairs, accounts)
+    log_keys = LogKeys(deps, accounts)
     return Services(
         deps=deps,
         auth=Authenticator(deps),
@@ -178,6 +188,9 @@ def build_services(deps: Deps) -> Services:
         teams=TeamService(deps, accounts),
         profiles=ProfileService(deps),
         windows=ReleaseWindowService(deps, gate),
+        log_keys=log_keys,
+        checkpointer=Checkpointer(deps, accounts, log_keys),
+        transparency=TransparencyService(deps),
     )
 
 

@@ -10,6 +10,7 @@ from chalicelib.clock import dynamic_validity, next_refresh_at, rfc3339
 from chalicelib.domain.identity import Account
 from chalicelib.domain.keypairs import Category, KeyRef, NewGeneration, Storage
 from chalicelib.domain.keyspec import KeySpec
+from chalicelib.services.trust import issuer_url
 
 if TYPE_CHECKING:
     from chalicelib.services.authorities import Authorities
@@ -58,6 +59,7 @@ class KeyMaker:
                 certificate = describe(issue_keypair_certificate(
                     issuer.key, issuer.certificate, new.public_key, alias=alias, account_name=account.name,
                     category=category.value, not_before=not_before, not_after=not_after,
+                    ca_issuers=issuer_url(self.deps.settings, account.id, category.value),
                 ))
         except BaseException:
             backend.destroy(key_ref)

@@ -32,7 +32,7 @@ def _token_filters(f: AuditFilter | SignatureFilter) -> dict[str, Any]:
 
 
 class LogService:
-    """GET /audit-logs and GET /signature-logs."""
+    """GET /audit-logs and GET /signature-logs, and one entry of each by id."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -66,3 +66,17 @@ class LogService:
         items, position = self.deps.store.signatures.query(principal.account, f, request.limit,
                                                            pager.start(request))
         return pager.page(items, position)
+
+    def audit_entry(self, principal: Principal, entry_id: str) -> AuditEntry:
+        """One audit entry of the caller's account; raises NotFound."""
+        entry = self.deps.store.audit.get(principal.account, entry_id)
+        if entry is None:
+            raise NotFound("No such log entry.")
+        return entry
+
+    def signature_entry(self, principal: Principal, entry_id: str) -> SignatureEntry:
+        """One signature-log entry of the caller's account; raises NotFound."""
+        entry = self.deps.store.signatures.get(principal.account, entry_id)
+        if entry is None:
+            raise NotFound("No such log entry.")
+        return entry

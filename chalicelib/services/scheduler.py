@@ -1,4 +1,4 @@
-"""The scheduled tick: sweep orphaned keys, then queue one refresh message per due dynamic keypair.
+"""The scheduled tick: sweep orphaned keys, queue one refresh message per due dynamic keypair, checkpoint the logs.
 
 The due keypairs come from the sparse `due` index of the keypairs table (only live dynamic keypairs
 carry `due_shard`), read page by page with a key condition on `next_refresh_at` — never a scan. The
@@ -46,6 +46,8 @@ class TickResult:
     enqueued: int = 0
     swept: int = 0
     lag_seconds: float | None = None  # now - next_refresh_at of the oldest due keypair
+    logged: int = 0  # entries appended to the accounts' transparency logs
+    checkpoints: int = 0  # new signed checkpoints
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (the scheduled function's return value; `make tick` prints it)."""
@@ -53,9 +55,10 @@ class TickResult:
 
 
 def run_tick(services: Services, now: datetime | None = None) -> TickResult:
-    """One scheduled invocation: the orphan sweep, then the due keypairs onto the queue.
+    """One scheduled invocation: the orphan sweep, the due keypairs onto the queue, then the log checkpoints.
 
-    A failing sweep is logged and does not stop the refreshes. Raises EnqueueFailed, StorageUnavailable.
+    A failing sweep is logged and does not stop the refreshes; the checkpoints run even when queuing
+    failed, and count their own failures. Raises EnqueueFailed, StorageUnavailable.
     """
     deps = services.deps
     now = now or deps.clock()
@@ -64,8 +67,12 @@ def run_tick(services: Services, now: datetime | None = None) -> TickResult:
         swept = len(sweep_orphans(deps, now).removed)
     except RotasignError as exc:
         log.warning("sweep failed", extra={"event": "sweep", "outcome": "failure", "error": exc.code})
-    result = enqueue_due(deps, now)
+    try:
+        result = enqueue_due(deps, now)
+    finally:
+        logs = services.checkpointer.run_all(now)
     result.swept = swept
+    result.logged, result.checkpoints = logs.appended, logs.checkpoints
     log.info("refresh tick", extra={"event": "refresh_tick", **result.as_dict()})
     metrics.emit("refreshes_enqueued", result.enqueued)
     # Alarm on this: a lag that grows over ticks means refreshes fall behind the schedule.

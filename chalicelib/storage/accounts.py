@@ -11,7 +11,7 @@ from chalicelib.domain.identity import Account
 from chalicelib.errors import Conflict
 from chalicelib.storage.errors import guarded
 from chalicelib.storage.tables import AccountModel, AccountNameClaim
-from chalicelib.storage.transaction import Transaction
+from chalicelib.storage.transaction import OnFail, Transaction
 
 SETTINGS = ("teams_enabled", "require_keypair_profile", "public_tsa")
 
@@ -36,6 +36,7 @@ def _account(row: AccountModel) -> Account:
         require_keypair_profile=bool(row.require_keypair_profile),
         public_tsa=bool(row.public_tsa),
         version=int(row.version or 0),
+        log_public_key=row.log_public_key_pem,
     )
 
 
@@ -57,7 +58,8 @@ class AccountRepository:
         tx.put(
             AccountModel(account.id, name=account.name, created_at=account.created_at,
                          production_ca_pem=account.production_ca_pem, test_ca_pem=account.test_ca_pem,
-                         tsa_pem=account.tsa_pem, ca_storage=account.ca_storage),
+                         tsa_pem=account.tsa_pem, ca_storage=account.ca_storage,
+                         log_public_key_pem=account.log_public_key),
             AccountModel.id.does_not_exist(),
         )
 
@@ -68,3 +70,16 @@ class AccountRepository:
                   AccountModel.id.exists())
         values: dict[str, Any] = dict(changes)
         return replace(account, version=account.version + 1, **values)
+
+    def stage_log_key(self, tx: Transaction, account: Account, public_key_pem: str, *, on_fail: OnFail) -> None:
+        """Record the log key of an account made before it had one; `on_fail()` when one was recorded meanwhile."""
+        # Not conditioned on the version (a settings change may race it), but it moves the version on.
+        row = AccountModel(account.id, version=account.version)
+        tx.update(row, [AccountModel.log_public_key_pem.set(public_key_pem)],
+                  AccountModel.id.exists() & AccountModel.log_public_key_pem.does_not_exist(),
+                  on_fail=on_fail, add_version_condition=False)
+
+    @guarded
+    def ids(self) -> list[str]:
+        """Every account id (a scan of the small accounts table, for the scheduled checkpointer)."""
+        return [row.id for row in AccountModel.scan(attributes_to_get=["id"])]

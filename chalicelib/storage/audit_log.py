@@ -7,11 +7,12 @@ by_type; action → by_action; otherwise the account's partition of the table.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from chalicelib.domain.logs import AuditEntry, AuditFilter, LogKey
 from chalicelib.storage.errors import guarded
-from chalicelib.storage.log_queries import Plan, all_of, run_query
+from chalicelib.storage.log_queries import Plan, all_of, ascending, by_id, run_query
 from chalicelib.storage.paging import Position
 from chalicelib.storage.tables import AuditLogModel
 from chalicelib.storage.transaction import Transaction
@@ -101,3 +102,13 @@ class AuditLog:
         """One page, newest first."""
         rows, position = run_query(AuditLogModel, plan(account, f), f.time, limit, start)
         return [_entry(row) for row in rows], position
+
+    @guarded
+    def get(self, account: str, entry_id: str) -> AuditEntry | None:
+        """One entry of the account by id, read consistently; None when there is none."""
+        row = by_id(AuditLogModel, account, entry_id)
+        return _entry(row) if row is not None else None
+
+    def between(self, account: str, low: str, high: str, page_size: int = 1000) -> Iterator[AuditEntry]:
+        """Entries whose key lies in [low, high], oldest first, read consistently (the transparency log)."""
+        return (_entry(row) for row in ascending(AuditLogModel, account, low, high, page_size))

@@ -26,7 +26,9 @@ R = TypeVar("R")
 def error_code(exc: BaseException) -> str | None:
     """The DynamoDB error code behind a PynamoDB or botocore exception, if there is one."""
     if isinstance(exc, PynamoDBException):
-        return exc.cause_response_code
+        # PynamoDB's own `cause_response_code` raises AttributeError when the cause has no response
+        # (a dropped connection): read the code off the botocore error, if that is what the cause is.
+        return error_code(exc.cause) if isinstance(exc.cause, ClientError) else None
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code") or "") or None
     return None

@@ -16,7 +16,8 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
 from chalicelib.clock import parse_rfc3339
-from chalicelib.domain.logs import TimeRange
+from chalicelib.domain.logs import LogKey, TimeRange
+from chalicelib.storage.errors import FAILURES, translate
 from chalicelib.storage.paging import Position, page
 
 # DynamoDB reads at most 1 MB per request anyway; with a residual filter, ask for many items per
@@ -91,3 +92,21 @@ def run_query(
 
     key_attrs = ("account", "sk") if plan.index is None else ("account", "sk", plan.hash_attr)
     return page(run, limit, start, key_attrs)
+
+
+def by_id(model: Any, account: str, entry_id: str) -> Any | None:
+    """The row of one entry by its public id: a consistent Query over the one or two keys it can have."""
+    bounds = LogKey.range_of(entry_id)
+    if bounds is None:
+        return None
+    rows = model.query(account, model.sk.between(*bounds), filter_condition=model.id == entry_id,
+                       consistent_read=True)
+    return next(iter(rows), None)
+
+
+def ascending(model: Any, account: str, low: str, high: str, page_size: int) -> Iterator[Any]:
+    """Rows with low <= key <= high, oldest first, read consistently, page by page (storage errors translated)."""
+    try:
+        yield from model.query(account, model.sk.between(low, high), consistent_read=True, page_size=page_size)
+    except FAILURES as exc:
+        raise translate(exc) from exc

@@ -10,6 +10,7 @@ format (a PynamoDB model costs more CPU than the request itself), conditioned on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -17,7 +18,7 @@ from chalicelib.domain.logs import LogKey, SignatureEntry, SignatureFilter
 from chalicelib.storage import codec
 from chalicelib.storage.connection import client
 from chalicelib.storage.errors import guarded
-from chalicelib.storage.log_queries import Plan, all_of, run_query
+from chalicelib.storage.log_queries import Plan, all_of, ascending, by_id, run_query
 from chalicelib.storage.paging import Position
 from chalicelib.storage.tables import SignatureLogModel
 from chalicelib.storage.transaction import Transaction
@@ -100,3 +101,13 @@ class SignatureLog:
         """One page, newest first."""
         rows, position = run_query(SignatureLogModel, plan(account, f), f.time, limit, start)
         return [_entry(row) for row in rows], position
+
+    @guarded
+    def get(self, account: str, entry_id: str) -> SignatureEntry | None:
+        """One entry of the account by id, read consistently; None when there is none."""
+        row = by_id(SignatureLogModel, account, entry_id)
+        return _entry(row) if row is not None else None
+
+    def between(self, account: str, low: str, high: str, page_size: int = 1000) -> Iterator[SignatureEntry]:
+        """Entries whose key lies in [low, high], oldest first, read consistently (the transparency log)."""
+        return (_entry(row) for row in ascending(SignatureLogModel, account, low, high, page_size))

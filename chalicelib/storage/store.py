@@ -14,6 +14,7 @@ from chalicelib.storage.profiles import ProfileRepository
 from chalicelib.storage.release_windows import ReleaseWindowRepository
 from chalicelib.storage.signature_log import SignatureLog
 from chalicelib.storage.transaction import Transaction
+from chalicelib.storage.transparency import TreeStore
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Store:
     teams: TeamRepository = field(default_factory=TeamRepository)
     profiles: ProfileRepository = field(default_factory=ProfileRepository)
     windows: ReleaseWindowRepository = field(default_factory=ReleaseWindowRepository)
+    trees: TreeStore = field(default_factory=TreeStore)
 
     @staticmethod
     def transaction() -> Transaction:

@@ -57,6 +57,7 @@ class AccountModel(Model):
     test_ca_pem = UnicodeAttribute()
     tsa_pem = UnicodeAttribute()
     ca_storage = UnicodeAttribute(default="disk")
+    log_public_key_pem = UnicodeAttribute(null=True)  # the Ed25519 key that signs transparency checkpoints
     version = VersionAttribute()
 
 
@@ -383,6 +384,30 @@ class ReleaseWindowModel(Model):
     by_end = WindowsByEnd()
 
 
+class TransparencyModel(Model):
+    """The transparency logs' trees, per account: `<log>/state`, `<log>/tile/<L>/<N>`, `<log>/leaves/<first key>`.
+
+    Only the checkpointer writes here. Tiles hold C2SP tlog-tiles hashes; a leaves item holds the log
+    keys of one level-0 tile's leaves, so an entry's leaf index is one Query away.
+    """
+
+    class Meta(_Meta):
+        pass
+
+    account = UnicodeAttribute(hash_key=True)
+    item = UnicodeAttribute(range_key=True)
+    size = NumberAttribute(null=True)
+    root = BinaryAttribute(null=True, legacy_encoding=False)
+    settled = UnicodeAttribute(null=True)
+    edge_key = UnicodeAttribute(null=True)
+    checkpoint = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+    hashes = BinaryAttribute(null=True, legacy_encoding=False)
+    width = NumberAttribute(null=True)  # hashes in a tile, keys in a leaves item
+    start = NumberAttribute(null=True)
+    keys = ListAttribute(of=UnicodeAttribute, null=True)
+
+
 MODELS: dict[str, type[Model]] = {
     "accounts": AccountModel,
     "account_names": AccountNameClaim,
@@ -398,6 +423,7 @@ MODELS: dict[str, type[Model]] = {
     "teams": TeamModel,
     "keypair_profiles": ProfileModel,
     "release_windows": ReleaseWindowModel,
+    "transparency": TransparencyModel,
 }
 
 

@@ -50,6 +50,17 @@ class World:
         for role in ("lead", "developer", "auditor"):
             self.callers[role] = self.admin.new_user(role, roles=(role,))
         self.count = 0
+        # One signature, then a checkpoint of both accounts' logs (a minute ahead, past the settling time),
+        # so the transparency routes have entries to prove and checkpoints to serve.
+        self.admin.ok("POST", f"/keypairs/{self.kp()}/sign", digest_body(b"logged"))
+        other = Api(client, self.b).ok("POST", "/keypairs", {"alias": self.fresh("kp"), **EC}, 201)
+        Api(client, self.b).ok("POST", f"/keypairs/{other['id']}/sign", digest_body(b"logged"))
+        self.audit_entry = self.admin.ok("GET", "/audit-logs?limit=1")["items"][0]["id"]
+        self.signature_entry = self.admin.ok("GET", "/signature-logs?limit=1")["items"][0]["id"]
+        from chalicelib.services.container import get_services
+
+        for account in (self.a, self.b):
+            get_services().checkpointer.run_account(account.id, utc_now() + timedelta(minutes=2))
 
     def fresh(self, prefix: str) -> str:
         self.count += 1
@@ -138,6 +149,28 @@ ROUTES: dict[tuple[str, str], Rule] = {
                                         names_object=False),
     ("GET", "/api/v1/signature-logs"): Rule("view_audit_log", 200, lambda w: (f"{V1}/signature-logs", None),
                                             names_object=False),
+    ("GET", "/api/v1/audit-logs/{entry_id}"): Rule("view_audit_log", 200, lambda w: (
+        f"{V1}/audit-logs/{w.audit_entry}", None)),
+    ("GET", "/api/v1/signature-logs/{entry_id}"): Rule("view_audit_log", 200, lambda w: (
+        f"{V1}/signature-logs/{w.signature_entry}", None)),
+    ("GET", "/api/v1/audit-logs/checkpoint"): Rule("view_audit_log", 200, lambda w: (
+        f"{V1}/audit-logs/checkpoint", None), names_object=False),
+    ("GET", "/api/v1/signature-logs/checkpoint"): Rule("view_audit_log", 200, lambda w: (
+        f"{V1}/signature-logs/checkpoint", None), names_object=False),
+    ("GET", "/api/v1/audit-logs/{entry_id}/proof"): Rule("view_audit_log", 200, lambda w: (
+        f"{V1}/audit-logs/{w.audit_entry}/proof", None)),
+    ("GET", "/api/v1/signature-logs/{entry_id}/proof"): Rule("view_audit_log", 200, lambda w: (
+        f"{V1}/signature-logs/{w.signature_entry}/proof", None)),
+    ("GET", "/api/v1/audit-logs/consistency"): Rule("view_audit_log", 200, lambda w: (
+        f"{V1}/audit-logs/consistency?from=1", None), names_object=False),
+    ("GET", "/api/v1/signature-logs/consistency"): Rule("view_audit_log", 200, lambda w: (
+        f"{V1}/signature-logs/consistency?from=1", None), names_object=False),
+    ("GET", "/api/v1/keypairs/{keypair}/generations/{generation}"): Rule("view_keypair", 200, lambda w: (
+        f"{V1}/keypairs/{w.kp()}/generations/1", None)),
+    # Public trust material: anyone, with or without a key, of any account.
+    ("GET", "/api/v1/trust/{account_id}"): Rule(PUBLIC, 200, lambda w: (f"{V1}/trust/{w.a.id}", None)),
+    ("GET", "/api/v1/trust/{account_id}/{certificate}"): Rule(PUBLIC, 200, lambda w: (
+        f"{V1}/trust/{w.a.id}/tsa.cer", None)),
     ("POST", "/api/v1/users"): Rule("manage_users", 201, lambda w: (
         f"{V1}/users", {"name": w.fresh("u"), "roles": ["developer"]}), names_object=False),
     ("GET", "/api/v1/users"): Rule("manage_users", 200, lambda w: (f"{V1}/users", None), names_object=False),
@@ -256,10 +289,13 @@ def test_matrix(world: World, route: tuple[str, str], caller: str) -> None:
 
 # The id prefix each path parameter takes (`key_id` is a bare ULID); a new parameter needs a line here.
 PARAMETERS = {"keypair": "kp_", "user_id": "usr_", "key_id": "", "group_id": "grp_", "team_id": "team_",
-              "profile_id": "prof_", "window_id": "rw_"}
+              "profile_id": "prof_", "window_id": "rw_", "entry_id": "log_", "generation": "",
+              "account_id": "acct_", "certificate": ""}
 
 
 def _guess(name: str) -> str:
+    if name == "generation":  # a number: one no keypair reaches
+        return "999999"
     return f"{PARAMETERS[name]}{ulid()}"
 
 
@@ -280,7 +316,10 @@ def list_routes(w: World) -> list[str]:
     for method, path in app_routes():
         if method != "GET" or "{" in path or ROUTES[(method, path)].permission == PUBLIC:
             continue
-        body = json.loads(send(w, "GET", path, None, w.a, "application/json").body)
+        raw = send(w, "GET", path, None, w.a, "application/json").body
+        if not raw.startswith(b"{"):
+            continue  # a checkpoint is text
+        body = json.loads(raw)
         if isinstance(body, dict) and "next" in body and "items" in body:
             found.append(path)
     return found

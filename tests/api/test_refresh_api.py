@@ -47,9 +47,11 @@ def test_refresh_of_a_missing_or_deleted_keypair_is_404(api: Any) -> None:
     assert api.call("POST", "/keypairs/nothing-here/refresh").status_code == 404
     kp = api.ok("POST", "/keypairs", {"alias": "gone", **DYNAMIC}, 201)
     api.ok("DELETE", f"/keypairs/{kp['id']}", status=204)
-    for path in (f"/keypairs/{kp['id']}/refresh", f"/keypairs/{kp['id']}/generations"):
+    for path in (f"/keypairs/{kp['id']}/refresh", "/keypairs/gone/generations"):
         response = api.call("POST" if path.endswith("refresh") else "GET", path)
         assert response.status_code == 404 and error_code(response) == "not_found"
+    # By id, its generations stay readable: its signatures must still verify.
+    assert [g["generation"] for g in api.ok("GET", f"/keypairs/{kp['id']}/generations")["items"]] == [1]
 
 
 def test_refresh_needs_manage_keypair(api: Any) -> None:

@@ -291,6 +291,7 @@ def test_tick_reports_what_it_refreshed(stack: Stack) -> None:
         r"refreshed (kp_\S+).*: generation (\d+) -> (\d+)",
         r"kp_\S+.*: nothing to do \(already at generation \d+\)",
         r"kp_\S+.*: gone \(deleted\)",
+        r"transparency logs: \d+ new entries, \d+ new checkpoints",
     )
     assert lines
     for line in lines:
@@ -300,6 +301,44 @@ def test_tick_reports_what_it_refreshed(stack: Stack) -> None:
             keypair_id, before, after = refreshed.groups()
             assert int(after) > int(before)
             assert api(stack, "GET", f"/keypairs/{keypair_id}")["generation"] >= int(after)
+
+
+def _raw(url: str, **headers: str) -> tuple[int, bytes]:
+    """One GET with no API key, the body as bytes."""
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http://127.0.0.1 only
+    try:
+        with _OPENER.open(request, timeout=120) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_public_trust_material_and_signed_checkpoints_over_http(stack: Stack) -> None:
+    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+
+    from rotasign_cli.transparency import LogKey, verify_checkpoint
+
+    account_id = api(stack, "GET", "/me")["account"]["id"]
+    status, body = _raw(f"{stack.endpoint}/api/v1/trust/{account_id}")
+    assert status == 200
+    trust = json.loads(body)
+    # The stack publishes its own endpoint: the TSA certificate names its issuer there, fetchable without a key.
+    tsa = x509.load_pem_x509_certificate(trust["tsa"].encode())
+    [url] = [d.access_location.value
+             for d in tsa.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+             if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS]
+    assert url == f"{stack.endpoint}/api/v1/trust/{account_id}/production.cer"
+    status, der = _raw(url, Accept="application/pkix-cert")
+    assert status == 200 and x509.load_der_x509_certificate(der) == x509.load_pem_x509_certificate(
+        trust["production"].encode())
+
+    assert stack.localdev("tick").returncode == 0  # checkpoints both logs (the stack's timer does too)
+    for route, log in (("audit-logs", "audit"), ("signature-logs", "signatures")):
+        request = urllib.request.Request(f"{stack.endpoint}/api/v1/{route}/checkpoint",  # noqa: S310
+                                         headers={"X-API-Key": stack.api_key})
+        with _OPENER.open(request, timeout=120) as response:
+            text = response.read().decode()
+        assert verify_checkpoint(text, LogKey.from_trust(trust, log)).origin == f"rotasign/{account_id}/{log}"
 
 
 # -- the signing path under concurrency, over real HTTP ----------------------------------------------

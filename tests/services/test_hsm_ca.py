@@ -23,10 +23,9 @@ from pkcs11 import Attribute, ObjectClass
 from chalicelib.keys.algorithms import SIG_ALGS, verify_signature
 from chalicelib.keys.hsm.session import PKCS11_LOCK, Pkcs11Module
 from chalicelib.services.accounts import AccountExists, bootstrap_account
-from chalicelib.services.container import Deps, build_deps, get_deps, get_services, reset_services, set_deps
-from chalicelib.settings import get_settings
+from chalicelib.services.container import Deps, get_services
 from chalicelib.storage.tables import AccountModel, KeyMaterialModel
-from tests.support.api import Account, Api, make_account
+from tests.support.api import Account, Api, cas_on_the_hsm, make_account
 
 
 def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -36,13 +35,8 @@ def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def hsm_ca_deps(aws: dict[str, str]) -> Iterator[Deps]:
     """The process runs with `ca_storage=hsm` for this module; the previous dependencies come back after."""
-    original = get_deps()
-    deps = build_deps(dataclasses.replace(get_settings(), ca_storage="hsm"))
-    set_deps(deps)
-    reset_services()
-    yield deps
-    set_deps(original)
-    reset_services()
+    with cas_on_the_hsm() as deps:
+        yield deps
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +67,8 @@ def cas(api: Api, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def authority_labels(account_id: str) -> list[str]:
-    return sorted([f"{account_id}/ca/production", f"{account_id}/ca/test", f"{account_id}/tsa"])
+    """The account's keys on the token: its CAs, its TSA and its transparency-log key."""
+    return sorted([f"{account_id}/ca/production", f"{account_id}/ca/test", f"{account_id}/tsa", f"{account_id}/log"])
 
 
 def token_labels(prefix: str) -> list[str]:

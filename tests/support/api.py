@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +83,17 @@ class Api:
         user = self.ok("POST", "/users", {"name": name, "roles": list(roles), "permissions": list(permissions)}, 201)
         key = self.ok("POST", f"/users/{user['id']}/api-keys", {"name": "test"}, 201)
         return Account(self.account.id, self.account.name, user["id"], key["key"])
+    def every(self, route: str) -> list[Any]:
+        """Every item of a list route (`/audit-logs`, ...), following `next` to the end."""
+        items: list[Any] = []
+        token = None
+        while True:
+            separator = "&" if "?" in route else "?"
+            body = self.ok("GET", f"{route}{separator}limit=500" + (f"&next={token}" if token else ""))
+            items += body["items"]
+            token = body["next"]
+            if token is None:
+                return items
 
 
 def add_user(account: Account, name: str, *, roles: tuple[str, ...] = (), permissions: tuple[str, ...] = (),
@@ -142,3 +155,20 @@ def check_signed(tmp: Any, signed: dict[str, Any], data: bytes) -> None:
     certificate = x509.load_pem_x509_certificate(signed["certificate"]["pem"].encode())
     verify_signature(certificate.public_key(), SIG_ALGS[signed["sig_alg"]], signature, digest)  # type: ignore[arg-type]
     verify_digest(tmp, signed["certificate"]["pem"], signed["sig_alg"], digest, signature)
+@contextmanager
+def cas_on_the_hsm() -> Iterator[Any]:
+    """The process runs with `ca_storage=hsm` (new accounts keep their CA, TSA and log keys on the token) meanwhile."""
+    import dataclasses
+
+    from chalicelib.services.container import build_deps, get_deps, reset_services, set_deps
+    from chalicelib.settings import get_settings
+
+    original = get_deps()
+    deps = build_deps(dataclasses.replace(get_settings(), ca_storage="hsm"))
+    set_deps(deps)
+    reset_services()
+    try:
+        yield deps
+    finally:
+        set_deps(original)
+        reset_services()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -42,33 +44,17 @@ class FakeMonotonic:
         self.now += seconds
 
 
-def on_caller_clock(monkeypatch: Any, clock: FakeMonotonic | None = None) -> FakeMonotonic:
-    """Put this process's principal and account caches on a clock the test moves (by default one that
-    stands still, so a measurement never meets a cache that lapsed because the machine was slow)."""
-    from chalicelib.cache import TtlCache
-    from chalicelib.services.authentication import Authenticator
-    from chalicelib.services.container import get_services
+@contextmanager
+def installed(deps: Any, offset: timedelta) -> Iterator[FakeClock]:
+    """A FakeClock `offset` away from now (whole seconds) as the services' clock, the real one put back after.
 
-    clock = clock or FakeMonotonic()
-    services = get_services()
-    monkeypatch.setattr(services, "auth", Authenticator(services.deps, monotonic=clock, sleep=clock.advance))
-    monkeypatch.setattr(services.accounts, "_cache", TtlCache(services.deps.settings.state_cache_seconds, clock=clock))
-    return clock
-
-
-def on_cache_clock(monkeypatch: Any) -> FakeMonotonic:
-    """Put this process's caches (principals, accounts, sign states, release windows) on one clock the test
-    moves. Each cache is rebuilt empty on the fake clock, so the test also starts cold."""
-    from chalicelib.services.container import get_services
-    from chalicelib.services.release_windows import ReleaseGate
-    from chalicelib.services.sign_state import SignStates
-
-    clock = on_caller_clock(monkeypatch)
-    services = get_services()
-    states = SignStates(services.deps, monotonic=clock)
-    gate = ReleaseGate(services.deps, monotonic=clock)
-    monkeypatch.setattr(services.signing, "states", states)
-    monkeypatch.setattr(services.keypairs, "states", states)
-    monkeypatch.setattr(services.signing, "gate", gate)
-    monkeypatch.setattr(services.windows, "gate", gate)
-    return clock
+    A day ahead keeps a test clear of what other tests wrote at the real time; days behind make
+    certificates issued "now" expired by the real clock that openssl reads.
+    """
+    real = deps.clock
+    fake = FakeClock(datetime.now(UTC).replace(microsecond=0) + offset)
+    deps.clock = fake
+    try:
+        yield fake
+    finally:
+        deps.clock = real
