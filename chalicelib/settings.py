@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -32,7 +31,8 @@ class Settings:
     kms_key_id: str
     schedule_seconds: int
     refresh_queue_name: str
-    token_key: bytes
+    token_key: bytes | None  # ROTASIGN_TOKEN_KEY; services take the key from `Deps.token_key()`
+    token_key_secret: str | None
     principal_cache_seconds: float
     state_cache_seconds: float
     max_request_seconds: float
@@ -59,16 +59,15 @@ class Settings:
         return self.state_cache_seconds + self.max_request_seconds
 
 
-def _token_key() -> bytes:
+def _token_key() -> bytes | None:
+    """A pagination-token key given directly (the local stack's per-stack key); None when not set."""
     raw = os.environ.get("ROTASIGN_TOKEN_KEY")
-    if raw:
-        key = base64.b64decode(raw)
-        if len(key) != 32:
-            raise ValueError("ROTASIGN_TOKEN_KEY must be 32 bytes, base64-encoded")
-        return key
-    # No key configured: tokens are sealed with a per-process key, so they only work within one
-    # process (tests, a single local server). Deployments set ROTASIGN_TOKEN_KEY from Secrets Manager.
-    return secrets.token_bytes(32)
+    if not raw:
+        return None
+    key = base64.b64decode(raw)
+    if len(key) != 32:
+        raise ValueError("ROTASIGN_TOKEN_KEY must be 32 bytes, base64-encoded")
+    return key
 
 
 # Where distributions put SoftHSM2's module (the default token library when none is configured).
@@ -108,6 +107,7 @@ def get_settings() -> Settings:
         schedule_seconds=int(env.get("ROTASIGN_SCHEDULE_SECONDS", "900")),
         refresh_queue_name=env.get("ROTASIGN_REFRESH_QUEUE", "rotasign-refresh"),
         token_key=_token_key(),
+        token_key_secret=env.get("ROTASIGN_TOKEN_KEY_SECRET") or None,
         principal_cache_seconds=_bounded(env.get("ROTASIGN_PRINCIPAL_CACHE_SECONDS"), CACHE_BOUND_SECONDS),
         state_cache_seconds=_bounded(env.get("ROTASIGN_STATE_CACHE_SECONDS"), CACHE_BOUND_SECONDS),
         max_request_seconds=float(env.get("ROTASIGN_MAX_REQUEST_SECONDS", "30")),

@@ -36,13 +36,13 @@ class LogService:
 
     def audit(self, principal: Principal, f: AuditFilter, request: PageRequest) -> Page[AuditEntry]:
         """One page of audit entries, newest first; raises InvalidPaginationToken."""
-        pager = Pager(self.deps.settings.token_key, principal.account, AUDIT_ROUTE, _token_filters(f))
+        pager = Pager(self.deps.token_key(), principal.account, AUDIT_ROUTE, _token_filters(f))
         items, position = self.deps.store.audit.query(principal.account, f, request.limit, pager.start(request))
         return pager.page(items, position)
 
     def signatures(self, principal: Principal, f: SignatureFilter, request: PageRequest) -> Page[SignatureEntry]:
         """One page of signature-log entries, newest first; raises InvalidPaginationToken."""
-        pager = Pager(self.deps.settings.token_key, principal.account, SIGNATURE_ROUTE, _token_filters(f))
+        pager = Pager(self.deps.token_key(), principal.account, SIGNATURE_ROUTE, _token_filters(f))
         items, position = self.deps.store.signatures.query(principal.account, f, request.limit,
                                                            pager.start(request))
         return pager.page(items, position)

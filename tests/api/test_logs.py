@@ -378,7 +378,7 @@ def test_expired_tokens_are_rejected(client: Any, seeded: Seeded, monkeypatch: p
 
     api = Api(client, seeded.account)
     params = {"status": "success"}
-    key = get_deps().settings.token_key
+    key = get_deps().token_key()
     token = _first_token(api, "signature-logs", params)
     position = pagination.open_token(key, token, seeded.account.id, "signature-logs", params)
     # A token sealed (by the real code) two hours ago, for this very account, route, filters and position.
