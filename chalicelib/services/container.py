@@ -175,6 +175,7 @@ def build_services(deps: Deps) -> Services:
     from chalicelib.services.log_queries import LogService
     from chalicelib.services.refresh import RefreshService
     from chalicelib.services.refresh_queue import RefreshQueue
+    from chalicelib.services.scheduler import run_slice
     from chalicelib.services.sign_state import SignStates
     from chalicelib.services.signing import SigningService
     from chalicelib.services.timestamping import TimestampService
@@ -197,7 +198,7 @@ def build_services(deps: Deps) -> Services:
         logs=LogService(deps),
         timestamps=timestamps,
         refresh=refresh,
-        queue=RefreshQueue(deps, refresh),
+        queue=RefreshQueue(deps, refresh, run_slice=lambda message: run_slice(deps, message)),
     )
 
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from tests.support import schedule
 from tests.support.api import Account, Api, add_user, make_account
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -524,8 +525,7 @@ def test_refreshed_dynamic_keypairs_query(client: Any, account: Account) -> None
         _drain_mine(sqs, url, account.id)
         for tick in range(1, 4):
             clock.now = start + timedelta(seconds=tick * interval, milliseconds=350)
-            client.lambda_.invoke("refresh_tick", client.events.generate_cw_event(
-                source="aws.events", detail_type="Scheduled Event", detail={}, resources=["arn:aws:events:rule/t"]))
+            schedule.tick(client, sqs, url)  # the tick and its slices: the refresh messages are left on the queue
             mine = _drain_mine(sqs, url, account.id)
             assert len(mine) == 2
             event = client.events.generate_sqs_event(message_bodies=mine, queue_name=deps.settings.refresh_queue_name)
