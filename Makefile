@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: test lint typecheck pytest run bootstrap tick bench system-deps clean
+.PHONY: test lint typecheck pytest run bootstrap tick bench system-deps clean package
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ tick: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt || echo "bench: requirements-bench.txt not installed"
 	$(PY) bench/run_all.py
+
+# The deployable artifact of a stage (STAGE=dev by default): build/package/$(STAGE)/sam.json + deployment.zip,
+# the app and every resource it needs (chalice package --merge-template with the template generated from the code).
+STAGE ?= dev
+package: $(STAMP)
+	$(PY) -m deploy package --stage $(STAGE)
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -184,7 +184,7 @@ def main(seconds: float = 2.0, fan_out_only: bool = False) -> None:
             "The staged tick: the tick queues one slice message per due-index shard; each slice reads one page "
             "(<= 1,000 keys) of its shard, their rows, and queues their refresh messages and its continuation "
             "(in-process moto DynamoDB; SQS: an in-memory queue)",
-            ["stage", "due keypairs", "invocations", "total s", "max s/invocation", "max AWS calls/invocation",
+            ["stage", "due keypairs", "invocations", "total s", "max s/invocation", "max DynamoDB calls/invocation",
              "max SendMessageBatch/invocation", "queued", "seeding s"],
             rows,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,9 +60,9 @@ class Settings:
         return self.state_cache_seconds + self.max_request_seconds
 
 
-def _token_key() -> bytes | None:
+def _token_key(env: Mapping[str, str]) -> bytes | None:
     """A pagination-token key given directly (the local stack's per-stack key); None when not set."""
-    raw = os.environ.get("ROTASIGN_TOKEN_KEY")
+    raw = env.get("ROTASIGN_TOKEN_KEY")
     if not raw:
         return None
     key = base64.b64decode(raw)
@@ -97,7 +98,11 @@ def _bounded(raw: str | None, default: float) -> float:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Read the settings once per process (tests call `get_settings.cache_clear()`)."""
-    env = os.environ
+    return settings_from(os.environ)
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """The settings an environment gives (the packaging reads a stage's environment from its config)."""
     stage = env.get("ROTASIGN_STAGE", "local")
     return Settings(
         stage=stage,
@@ -106,7 +111,7 @@ def get_settings() -> Settings:
         kms_key_id=env.get("ROTASIGN_KMS_KEY_ID", "alias/rotasign"),
         schedule_seconds=int(env.get("ROTASIGN_SCHEDULE_SECONDS", "900")),
         refresh_queue_name=env.get("ROTASIGN_REFRESH_QUEUE", "rotasign-refresh"),
-        token_key=_token_key(),
+        token_key=_token_key(env),
         token_key_secret=env.get("ROTASIGN_TOKEN_KEY_SECRET") or None,
         principal_cache_seconds=_bounded(env.get("ROTASIGN_PRINCIPAL_CACHE_SECONDS"), CACHE_BOUND_SECONDS),
         state_cache_seconds=_bounded(env.get("ROTASIGN_STATE_CACHE_SECONDS"), CACHE_BOUND_SECONDS),

@@ -85,3 +85,14 @@ def test_a_tick_reports_the_refresh_lag_and_a_refresh_is_counted(api: Api, clien
     assert max(line["refreshes_enqueued"] for line in metric_lines.named("refreshes_enqueued")) >= 1
     api.ok("POST", f"/keypairs/{kp['id']}/refresh")
     assert [r["trigger"] for r in metric_lines.named("refreshes")] == ["manual"]
+
+
+def test_every_metric_is_recorded_per_stage_for_the_deployment_alarms(metric_lines: Lines) -> None:
+    from chalicelib import metrics
+
+    metrics.emit("refresh_failures", 1, error="storage_unavailable")
+    metrics.emit("refresh_lag_seconds", 2.5, unit="Seconds")
+    failures, lag = metric_lines.records
+    assert failures["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["stage"], ["stage", "error"]]
+    assert lag["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["stage"]]
+    assert failures["stage"] == lag["stage"] == "test" and failures["error"] == "storage_unavailable"
