@@ -23,14 +23,8 @@ LOG_TABLE_ACTIONS = {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python -m deploy package` (what `make package` runs) into a temporary folder: the SAM template."""
-    out = tmp_path_factory.mktemp("package") / STAGE
-    done = subprocess.run([sys.executable, "-m", "deploy", "package", "--stage", STAGE, "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert (out / "deployment.zip").stat().st_size > 0
-    return out / "sam.json"
+def template(packaged: Path) -> Path:
+    return packaged
 
 
 @pytest.fixture(scope="module")
