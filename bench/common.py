@@ -76,6 +76,32 @@ class Stack:
             raise RuntimeError(f"creating {alias}: {status} {body}")
         return dict(body)
 
+    def invoke(self, method: str, resource: str, path: str, params: dict[str, str], body: str) -> dict[str, Any]:
+        """One request as API Gateway hands it to the Lambda function: `app(event, context)`, no test client.
+
+        Chalice's test client also copies `os.environ` and emulates the gateway on every request; a
+        deployed function does neither, so CPU figures of the service are taken through this path.
+        """
+        from app import app
+
+        event = {
+            "resource": resource, "path": path, "httpMethod": method,
+            "headers": {"x-api-key": self.api_key, "content-type": "application/json"},
+            "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+            "pathParameters": params, "stageVariables": None, "isBase64Encoded": False, "body": body,
+            "requestContext": {"resourcePath": resource, "httpMethod": method, "path": path, "stage": "api",
+                               "requestId": uuid.uuid4().hex, "identity": {"sourceIp": "127.0.0.1"}},
+        }
+        response: dict[str, Any] = app(event, None)
+        if response["statusCode"] != 200:
+            raise RuntimeError(f"{method} {path}: {response['statusCode']} {response['body'][:300]}")
+        return dict(json.loads(response["body"]))
+
+    def sign_lambda(self, ref: str, body: str) -> dict[str, Any]:
+        """One signature through the Lambda entry point; raises RuntimeError when refused."""
+        return self.invoke("POST", "/api/v1/keypairs/{keypair}/sign", f"/api/v1/keypairs/{ref}/sign",
+                           {"keypair": ref}, body)
+
     def sign(self, ref: str, body: str) -> dict[str, Any]:
         """One signature; raises RuntimeError when refused."""
         status, data = self.call("POST", f"/keypairs/{ref}/sign", body)

@@ -15,16 +15,13 @@ def utc_now() -> datetime:
 
 def rfc3339(value: datetime) -> str:
     """`2026-11-29T12:00:00Z` (milliseconds kept when present)."""
-    value = value.astimezone(UTC)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    naive = value.astimezone(UTC).replace(tzinfo=None)
+    return naive.isoformat(timespec="milliseconds" if naive.microsecond else "seconds") + "Z"
 
 
 def rfc3339_ms(value: datetime) -> str:
     """`2026-11-29T12:00:00.000Z`: fixed width, so strings sort in time order (log sort keys)."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_rfc3339(value: str) -> datetime:

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 from typing import Any
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_REQUEST_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
+
+
+def begin_request() -> contextvars.Token[dict[str, Any] | None]:
+    """Start collecting the fields of this request's one log line; returns the token to end it with."""
+    return _REQUEST_FIELDS.set({})
+
+
+def annotate(**fields: Any) -> None:
+    """Add fields to the current request's log line (a service's outcome: keypair id, generation, ...)."""
+    collected = _REQUEST_FIELDS.get()
+    if collected is not None:
+        collected.update(fields)
+
+
+def end_request(token: contextvars.Token[dict[str, Any] | None]) -> dict[str, Any]:
+    """The fields collected for this request, and stop collecting."""
+    collected = _REQUEST_FIELDS.get() or {}
+    _REQUEST_FIELDS.reset(token)
+    return collected
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,3 +1,3 @@
 """The rotasign command-line client: a thin client of the HTTP API."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from rotasign_cli.algorithms import PublicKey, key_algorithm_of, supported_key
+
 # Message-imprint hashes a TSA may time-stamp, by asn1crypto name, with their digest lengths.
 # SHA-1 is deliberately absent: a SHA-1 imprint no longer binds the data.
 IMPRINT_HASH_LENGTHS: dict[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 def hash_name(name: str) -> str | None:
@@ -313,8 +314,8 @@ class _ParsedToken:
 
     def check_signature(self, cert: x509.Certificate) -> None:
         """The signature over the DER signed attributes verifies with the certificate's key."""
-        public_key = cert.public_key()
-        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        public_key = supported_key(cert.public_key())
+        if public_key is None:
             raise TimestampVerificationError("The TSA key type is not supported.")
         sig_alg = self.signer_info["signature_algorithm"]
         alg_name = sig_alg["algorithm"].native
@@ -324,7 +325,7 @@ class _ParsedToken:
         # The signature covers the attributes encoded as a SET OF (tag 0x31), not the [0] IMPLICIT tag.
         attrs_der = b"\x31" + self.signed_attrs_der[1:]
         signature: bytes = self.signer_info["signature"].native
-        key_kind = _key_kind(public_key)
+        key_kind = key_algorithm_of(public_key)
         algorithm: hashes.HashAlgorithm | None = None
         if alg_name == "ed25519":
             expected = "EdDSA"
@@ -356,14 +357,6 @@ def _name_der(name: Any) -> bytes:
     """DER of an asn1crypto Name without the [4] EXPLICIT tag it carries inside a GeneralName."""
     der: bytes = name.chosen.dump()  # the RDNSequence
     return der
-
-
-def _key_kind(public_key: PublicKey) -> str:
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return "RSA"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return "ECDSA"
-    return "EdDSA"
 
 
 def _verify_signature(

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests and the local stack need: Debian's softhsm2 and openssl, and
-# chromium for the web console's browser tests (driven by Playwright; never a downloaded browser).
+# Installs the Debian packages rotasign needs: `run` (the local stack: softhsm2, openssl) or `test`
+# (also chromium for the web console's browser tests, driven by Playwright; never a downloaded browser).
 set -euo pipefail
+purpose="${1:-test}"
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "$purpose" = "test" ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -20,6 +20,7 @@ from chalicelib.errors import (
     ValidationError,
 )
 from chalicelib.services.container import get_services
+from chalicelib.structured_logging import begin_request, end_request
 
 log = logging.getLogger("rotasign.http")
 # The console's static files are public: the page signs in with an API key and then calls the API.
@@ -60,6 +61,7 @@ def http_middleware(event: Request, get_response: Callable[[Request], Response])
     started = time.monotonic()
     path = (event.context or {}).get("resourcePath", "")
     token = current_principal.set(None)
+    fields = begin_request()
     account = None
     try:
         raw = event.raw_body or b""
@@ -79,9 +81,12 @@ def http_middleware(event: Request, get_response: Callable[[Request], Response])
         response = internal_error()
     finally:
         current_principal.reset(token)
+        annotated = end_request(fields)
+    # One line per request: what the service did (keypair, generation, outcome, ...) rides on it.
     log.info(
         "request",
         extra={
+            **annotated,
             "event": "request",
             "request_id": (event.context or {}).get("requestId"),
             "method": event.method,

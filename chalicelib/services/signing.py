@@ -41,6 +41,7 @@ from chalicelib.errors import (
 from chalicelib.services.sign_requests import SignCall, Signed, failure_entry, success_entry
 from chalicelib.services.sign_state import KeypairGone, SignState, SignStates
 from chalicelib.storage.transaction import TransactionConflicted
+from chalicelib.structured_logging import annotate
 
 if TYPE_CHECKING:
 
@@ -157,9 +158,9 @@ class SigningService:
             entry = success_entry(principal, kp, item, alg.name, signature, token, at, expires, call.client_ip)
             results.append(Signed(signature, alg.name, kp, chain, token, entry))
         self._write([r.entry for r in results], kp)
-        log.info("signed", extra={"event": "sign", "account": principal.account, "keypair_id": kp.id,
-                                  "generation": kp.generation, "count": len(results), "outcome": "success"})
-        metrics.emit("signatures", len(results), outcome="success", storage=kp.storage.value)
+        annotate(action="sign", keypair_id=kp.id, generation=kp.generation, signatures=len(results),
+                 outcome="success")
+        metrics.signatures.add(len(results), outcome="success", storage=kp.storage.value)
         if kp.single_use:
             self._next_key(kp, principal)
         return results
@@ -242,7 +243,6 @@ class SigningService:
             if isinstance(exc, Throttled):
                 raise
             raise StorageUnavailable("The signature log could not be written.") from exc
-        log.info("sign refused", extra={"event": "sign", "account": principal.account,
-                                        "keypair_id": entry.keypair_id, "outcome": "failure", "error": error})
-        metrics.emit("signatures", 1, outcome="failure", error=error)
+        annotate(action="sign", keypair_id=entry.keypair_id, outcome="failure", error=error)
+        metrics.signatures.add(1, outcome="failure", error=error)
 

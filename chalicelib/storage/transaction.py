@@ -7,6 +7,7 @@ items in the order they were added, and each item carries the error its failed c
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -92,8 +93,11 @@ class Transaction:
         """Send the items; raises the failed item's `on_fail()` (default Conflict), Throttled or 503."""
         if not self._items:
             return
+        # A retry of a commit whose answer was lost (a timeout, a dropped connection) must not report the
+        # commit's own items as conflicting: DynamoDB treats a repeated token as the same transaction.
+        request = {"TransactItems": self._items, "ClientRequestToken": uuid.uuid4().hex}
         try:
-            connection().dispatch("TransactWriteItems", {"TransactItems": self._items})
+            connection().dispatch("TransactWriteItems", request)
         except ClientError as exc:
             raise self._failure(exc) from exc
         except FAILURES as exc:

@@ -41,6 +41,16 @@ CREATE_CASES = [
     case(b'\xff\xfe{"alias": "a"}', 400, "invalid_json", "invalid-json-not-utf8"),
     case(b"[" * 30000 + b"]" * 30000, 400, "invalid_json", "json-nested-too-deep"),
     case(OVERSIZED, 413, "payload_too_large", "oversized-body"),
+    # Only UTF-8 JSON sent as application/json (optionally charset=utf-8).
+    case(json.dumps(VALID).encode("utf-16"), 400, "invalid_json", "utf-16-with-bom"),
+    case(json.dumps(VALID).encode("utf-16-le"), 400, "invalid_json", "utf-16-without-bom"),
+    case(b"\xef\xbb\xbf" + json.dumps(VALID).encode(), 400, "invalid_json", "utf-8-bom"),
+    case(json.dumps(VALID), 415, "unsupported_media_type", "content-type-missing", content_type=""),
+    case(json.dumps(VALID), 415, "unsupported_media_type", "content-type-any", content_type="*/*"),
+    case(json.dumps(VALID), 415, "unsupported_media_type", "charset-latin-1",
+         content_type="application/json; charset=iso-8859-1"),
+    case(json.dumps(VALID), 415, "unsupported_media_type", "json-suffix-type",
+         content_type="application/problem+json"),
     case(json.dumps(VALID), 415, "unsupported_media_type", "content-type-text", content_type="text/plain"),
     case(json.dumps(VALID), 415, "unsupported_media_type", "content-type-form",
          content_type="application/x-www-form-urlencoded"),
@@ -187,8 +197,8 @@ def target(shared_account: Any) -> Iterator[dict[str, Any]]:
 
 
 def headers(api_key: str, content_type: str = JSON) -> dict[str, str]:
-    """Request headers with a key and a content type."""
-    return {"X-API-Key": api_key, "Content-Type": content_type}
+    """Request headers with a key and a content type (none when `content_type` is empty)."""
+    return {"X-API-Key": api_key} | ({"Content-Type": content_type} if content_type else {})
 
 
 def snapshot(account: str) -> dict[str, Any]:
@@ -285,6 +295,12 @@ def test_error_details_name_the_field(target: dict[str, Any]) -> None:
     ]:
         response = send(target, "POST", "/api/v1/keypairs", body, JSON)
         assert json.loads(response.body)["error"]["details"]["field"] == field
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON;Charset=UTF-8"])
+def test_json_with_a_utf8_charset_is_accepted(target: dict[str, Any], content_type: str) -> None:
+    response = send(target, "POST", "/api/v1/keypairs", {"alias": f"utf8-{len(content_type)}", **ED}, content_type)
+    assert response.status_code == 201, response.body[:300]
 
 
 def test_a_body_of_exactly_64_kib_is_read(target: dict[str, Any]) -> None:

@@ -390,3 +390,20 @@ def test_dynamic_schedule_follows_the_clock(http: Http, account: Any, monkeypatc
         static = http.ok("POST", "/keypairs", {"alias": f"st-{n}", "type": "static", "algorithm": "EdDSA"}, 201)
         assert static["next_refresh_at"] is None
         assert KeypairModel.get(account.id, static["id"]).due_shard is None
+
+
+def test_a_filtered_page_costs_requests_by_data_read_not_by_account_size_over_limit(
+    http: Http, account: Any
+) -> None:
+    """`?category=test&limit=1` over 120 keypairs: DynamoDB's Limit applies before the filter, so asking it
+    for `limit + 1` rows would cost one request per row; a filtered page reads up to 1 MB per request."""
+    from tests.support.requests import RequestCounter
+
+    for i in range(120):
+        http.ok("POST", "/keypairs", {"alias": f"many-{i}", "type": "static", "algorithm": "EdDSA",
+                                      "category": "test" if i == 0 else "production"}, 201)
+    http.ok("GET", "/me")  # the caller's key is cached: only the listing's own requests are counted
+    with RequestCounter() as counter:
+        page = http.ok("GET", "/keypairs?category=test&limit=1")
+    assert [kp["alias"] for kp in page["items"]] == ["many-0"] and page["next"] is None
+    assert counter.of("dynamodb") == ["Query"], counter.calls

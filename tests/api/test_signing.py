@@ -350,6 +350,16 @@ def test_offline_keypair_is_refused(api: Caller, shared_account: Any) -> None:
     api.ok("POST", f"/keypairs/{kp['id']}/sign", {"hash": SHA256})
 
 
+@pytest.mark.parametrize("kind", ["static", "dynamic"])
+def test_a_refusal_is_audited_with_the_keypairs_own_type(api: Caller, shared_account: Any, kind: str) -> None:
+    kp = api.keypair(f"sign-denied-{kind}", type=kind, algorithm="ECDSA", curve="P-256", status="offline")
+    since = a_moment_ago()
+    before = denied_entries(shared_account.id, since)
+    _assert_refused(api, shared_account.id, f"/keypairs/{kp['id']}/sign", {"hash": SHA256}, 403, "keypair_offline")
+    [denied] = [e for i, e in denied_entries(shared_account.id, since).items() if i not in before]
+    assert (denied.type, denied.resource_id, denied.resource_alias) == (kind, kp["id"], kp["alias"])
+
+
 def test_restricted_keypair_refuses_other_users(api: Caller, shared_account: Any) -> None:
     kp = api.keypair("sign-restricted-none", algorithm="ECDSA", curve="P-256", access="restricted")
     _assert_refused(api, shared_account.id, f"/keypairs/{kp['id']}/sign", {"hash": SHA256}, 403, "not_allowed")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import queue
@@ -23,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,6 @@ def test_disk_keypair_lifecycle(stack: Stack, tmp_path: Path) -> None:
     assert created["id"] not in [item["id"] for item in api(stack, "GET", "/keypairs")["items"]]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("chalicelib.keys.hsm") is None, reason="HSM backend not built yet")
 def test_hsm_keypair_lifecycle(stack: Stack, tmp_path: Path) -> None:
     created = api(stack, "POST", "/keypairs", {"alias": "e2e-hsm", "type": "static", "algorithm": "ECDSA",
                                                 "curve": "P-256", "storage": "hsm"}, status=201)
@@ -301,6 +300,139 @@ def test_tick_reports_what_it_refreshed(stack: Stack) -> None:
             keypair_id, before, after = refreshed.groups()
             assert int(after) > int(before)
             assert api(stack, "GET", f"/keypairs/{keypair_id}")["generation"] >= int(after)
+
+
+# -- the signing path under concurrency, over real HTTP ----------------------------------------------
+
+
+def _token_time(token_b64: str) -> datetime:
+    """genTime of an RFC 3161 token (read with asn1crypto, not with the service's code)."""
+    from asn1crypto import cms, tsp
+
+    content = cms.ContentInfo.load(base64.b64decode(token_b64))["content"]
+    info = tsp.TSTInfo.load(content["encap_content_info"]["content"].parsed.dump())
+    return info["gen_time"].native.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def _generations(stack: Stack, kp_id: str) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    token = None
+    while True:
+        page = api(stack, "GET", f"/keypairs/{kp_id}/generations?limit=500" + (f"&next={token}" if token else ""))
+        found.update({g["generation"]: g for g in page["items"]})
+        token = page["next"]
+        if token is None:
+            return found
+
+
+def _when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_signatures_racing_manual_and_scheduled_refreshes_stay_inside_their_generation(stack: Stack) -> None:
+    """Hundreds of signatures while the keypair is refreshed by hand and by the stack's own schedule:
+    each verifies against the certificate of the generation it names, and its time-stamp lies after that
+    generation was made and before it was retired."""
+    kp = api(stack, "POST", "/keypairs", {"alias": "busy-release", "type": "dynamic", "algorithm": "ECDSA",
+                                          "curve": "P-256"}, status=201)
+    admin = api(stack, "GET", "/me")["user"]["id"]
+    results: list[tuple[dict[str, Any], bytes]] = []
+    failures: list[Any] = []
+    done = threading.Event()
+
+    def sign(worker: int) -> None:
+        i = 0
+        while not done.is_set():
+            digest = hashlib.sha256(f"artifact {worker}-{i}".encode()).digest()
+            code, body = call("POST", f"{stack.endpoint}/api/v1/keypairs/{kp['id']}/sign", stack.api_key,
+                              {"hash": base64.b64encode(digest).decode()})
+            (results.append((body, digest)) if code == 200 else failures.append((code, body)))
+            i += 1
+
+    def refresh() -> None:
+        # Slower than the schedule, so that the stack's own ticks find the keypair due in between.
+        while not done.wait(SCHEDULE_SECONDS * 1.5):
+            code, body = call("POST", f"{stack.endpoint}/api/v1/keypairs/{kp['id']}/refresh", stack.api_key)
+            if code != 200:
+                failures.append((code, body))
+
+    def refreshers() -> set[str]:
+        entries = api(stack, "GET", f"/audit-logs?type=dynamic&action=refresh&resource_id={kp['id']}&limit=500")
+        return {e["actor"] for e in entries["items"]}
+
+    threads = [threading.Thread(target=refresh)] + [threading.Thread(target=sign, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + WAIT_FOR_REFRESH
+    while time.monotonic() < deadline and not (len(results) >= 300 and refreshers() == {"system:scheduler", admin}):
+        time.sleep(0.5)
+    done.set()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert failures == []
+    assert len(results) >= 300 and refreshers() == {"system:scheduler", admin}  # by hand and on schedule
+    generations = _generations(stack, kp["id"])
+    assert len({body["generation"] for body, _ in results}) > 3, "the refreshes raced the signatures"
+    for body, digest in results:
+        generation = generations[body["generation"]]
+        assert body["key_id"] == generation["key_id"]
+        assert body["certificate"]["pem"] == generation["certificate"]["pem"]
+        certificate = x509.load_pem_x509_certificate(body["certificate"]["pem"].encode())
+        public = certificate.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        public.verify(base64.b64decode(body["signature"]), digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        stamped = _token_time(body["timestamp_token"])
+        assert _when(generation["created_at"]) <= stamped
+        if generation["retired_at"] is not None:
+            assert stamped < _when(generation["retired_at"])
+
+
+def test_concurrent_signers_of_a_single_use_keypair_each_get_their_own_generation(stack: Stack) -> None:
+    kp = api(stack, "POST", "/keypairs", {"alias": "one-shot", "type": "dynamic", "algorithm": "EdDSA",
+                                          "refresh_after_sign": True}, status=201)
+    signers = 12
+    results: list[dict[str, Any]] = []
+    failures: list[Any] = []
+
+    def sign(n: int) -> None:
+        code, body = call("POST", f"{stack.endpoint}/api/v1/keypairs/{kp['id']}/sign", stack.api_key,
+                          {"hash": base64.b64encode(hashlib.sha256(b"%d" % n).digest()).decode()})
+        (results if code == 200 else failures).append(body)
+
+    threads = [threading.Thread(target=sign, args=(n,)) for n in range(signers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert failures == [] and len(results) == signers
+    assert len({r["generation"] for r in results}) == signers
+    assert len({r["key_id"] for r in results}) == signers
+    logged = api(stack, "GET", f"/signature-logs?keypair_id={kp['id']}&status=success&limit=500")["items"]
+    assert sorted(e["generation"] for e in logged) == sorted(r["generation"] for r in results)
+
+
+def test_a_batch_of_100_signs_and_every_signature_verifies_with_openssl(stack: Stack, tmp_path: Path) -> None:
+    kp = api(stack, "POST", "/keypairs", {"alias": "batch-rsa", "type": "static", "algorithm": "RSA",
+                                          "key_size": 2048}, status=201)
+    digests = [hashlib.sha256(f"file {i}".encode()).digest() for i in range(100)]
+    items = [{"hash": base64.b64encode(d).decode(), "file_name": f"file-{i}.bin"} for i, d in enumerate(digests)]
+    signed = api(stack, "POST", f"/keypairs/{kp['id']}/sign", {"items": items})["items"]
+    assert len(signed) == 100 and len({s["signature_log_id"] for s in signed}) == 100
+    (tmp_path / "cert.pem").write_text(signed[0]["certificate"]["pem"])
+    for digest, answer in zip(digests, signed, strict=True):
+        (tmp_path / "digest.bin").write_bytes(digest)
+        (tmp_path / "sig.bin").write_bytes(base64.b64decode(answer["signature"]))
+        result = subprocess.run(
+            ["openssl", "pkeyutl", "-verify", "-certin", "-inkey", str(tmp_path / "cert.pem"), "-in",
+             str(tmp_path / "digest.bin"), "-sigfile", str(tmp_path / "sig.bin"), "-pkeyopt", "digest:sha256"],
+            capture_output=True, text=True, check=False)
+        assert result.returncode == 0 and "Signature Verified Successfully" in result.stdout, result.stderr
+    logged = api(stack, "GET", f"/signature-logs?keypair_id={kp['id']}&limit=500")["items"]
+    assert sorted(e["file_name"] for e in logged) == sorted(f"file-{i}.bin" for i in range(100))
+
+
+# -- last: it stops the module's stack ----------------------------------------------------------------
 
 
 def test_ctrl_c_stops_everything(stack: Stack) -> None:

@@ -1,0 +1,1 @@
+"""The `rotasign` commands, one module per noun; each has `register(subparsers)`."""
