@@ -3,13 +3,13 @@
 One Lambda invocation cannot read and queue a million due keypairs inside a quarter hour, so none does
 work that grows with their number:
 
-1. The tick (every quarter hour) sweeps orphaned HSM keys and queues one slice message for each of
-   the due index's DUE_SHARDS partitions: a fixed number of messages, and no read at all.
+1. The tick (every quarter hour) sweeps orphaned HSM keys, reads the oldest entry of each of the due
+   index's DUE_SHARDS partitions (a Query with Limit 1 each, a few at once: the refresh lag, and which
+   shards have anything due) and queues one slice message per shard that has.
 2. A slice (run by the SQS worker) reads one page of at most SLICE_PAGE keys of its shard up to the
    tick's bound, their generations (one consistent BatchGetItem per 100: the index is eventually
    consistent and keys-only), queues a refresh message for each keypair still due and, when the shard
-   holds more, one slice message that continues after the page. The first slice of a shard reports
-   the refresh lag of its oldest due keypair.
+   holds more, one slice message that continues after the page.
 3. A refresh message (the SQS worker) refreshes one keypair.
 
 The tick's work is bounded by the shard count and a slice's by its page; the queue and Lambda's
@@ -40,6 +40,7 @@ log = logging.getLogger("rotasign.scheduler")
 SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
 READ_BATCH = 100  # BatchGetItem takes at most 100 keys
 SENDERS = 4  # SendMessageBatch calls in flight at once
+PROBERS = 8  # due-index shards the tick reads at once
 SLICE_PAGE = 1000  # due keys one slice reads: at most 10 BatchGetItem and 100 SendMessageBatch calls
 
 
@@ -54,8 +55,10 @@ class EnqueueFailed(Exception):
 class TickResult:
     """What one tick did."""
 
-    slices: int = 0  # slice messages queued (one per due-index shard)
+    due_shards: int = 0  # due-index shards holding a due keypair
+    slices: int = 0  # slice messages queued (one per such shard)
     swept: int = 0
+    lag_seconds: float | None = None  # now - next_refresh_at of the oldest due keypair
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (the scheduled function's return value)."""
@@ -70,7 +73,6 @@ class SliceResult:
     due: int = 0  # keypairs of the page still due when read consistently
     enqueued: int = 0  # refresh messages queued
     continued: bool = False  # whether a slice message for the rest of the shard was queued
-    lag_seconds: float | None = None  # first slice of a shard: now - next_refresh_at of its oldest due keypair
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form (logged)."""
@@ -78,7 +80,7 @@ class SliceResult:
 
 
 def run_tick(services: Services, now: datetime | None = None) -> TickResult:
-    """One scheduled invocation: the orphan sweep, then a slice message per due-index shard.
+    """One scheduled invocation: the orphan sweep, then a slice message per due-index shard with due keypairs.
 
     A failing sweep is logged and does not stop the refreshes. Raises EnqueueFailed, StorageUnavailable.
     """
@@ -92,6 +94,8 @@ def run_tick(services: Services, now: datetime | None = None) -> TickResult:
     result = fan_out(deps, now)
     result.swept = swept
     log.info("refresh tick", extra={"event": "refresh_tick", **result.as_dict()})
+    # Alarm on this: a lag that grows over ticks means refreshes fall behind the schedule.
+    metrics.emit("refresh_lag_seconds", result.lag_seconds or 0.0, unit="Seconds")
     return result
 
 
@@ -106,18 +110,31 @@ def due_bound(now: datetime, interval_seconds: int) -> str:
 
 
 def fan_out(deps: Deps, now: datetime) -> TickResult:
-    """Queue one slice message per due-index shard, all with this tick's bound; raises EnqueueFailed."""
+    """Find the shards with due keypairs (one Limit-1 query each) and queue a slice message for each.
+
+    Raises EnqueueFailed, StorageUnavailable.
+    """
     bound = due_bound(now, deps.settings.schedule_seconds)
-    shards = due_shards()
+    repo = deps.store.keypairs
+
+    def oldest(shard: str) -> tuple[str, str | None]:
+        keys, _ = repo.due_page(shard, bound, None, 1)
+        return shard, keys[0].next_refresh_at if keys else None
+
+    with ThreadPoolExecutor(max_workers=PROBERS, thread_name_prefix="due-probe") as pool:
+        found = {shard: at for shard, at in pool.map(oldest, due_shards()) if at is not None}
+    result = TickResult(due_shards=len(found))
+    if found:
+        result.lag_seconds = max(0.0, (now - parse_rfc3339(min(found.values()))).total_seconds())
     sender = _Sender(deps)
     try:
-        for shard in shards:
+        for shard in found:
             sender.add(SliceMessage(shard, bound))
     finally:
-        slices = sender.close()
-    if slices < len(shards):
-        raise EnqueueFailed(f"{len(shards) - slices} of {len(shards)} slice messages could not be queued.")
-    return TickResult(slices=slices)
+        result.slices = sender.close()
+    if result.slices < len(found):
+        raise EnqueueFailed(f"{len(found) - result.slices} of {len(found)} slice messages could not be queued.")
+    return result
 
 
 def run_slice(deps: Deps, message: SliceMessage) -> SliceResult:
@@ -129,10 +146,6 @@ def run_slice(deps: Deps, message: SliceMessage) -> SliceResult:
     repo = deps.store.keypairs
     keys, position = repo.due_page(message.shard, message.bound, message.start, SLICE_PAGE)
     result = SliceResult(message.shard)
-    if message.start is None:
-        now = deps.clock()
-        oldest = keys[0].next_refresh_at if keys else None
-        result.lag_seconds = max(0.0, (now - parse_rfc3339(oldest)).total_seconds()) if oldest else 0.0
     sender = _Sender(deps)
     try:
         for i in range(0, len(keys), READ_BATCH):
@@ -153,9 +166,6 @@ def run_slice(deps: Deps, message: SliceMessage) -> SliceResult:
         result.continued = True
     log.info("refresh slice", extra={"event": "refresh_slice", **result.as_dict()})
     metrics.emit("refreshes_enqueued", result.enqueued)
-    if result.lag_seconds is not None:
-        # Alarm on its maximum: a lag that grows over ticks means refreshes fall behind the schedule.
-        metrics.emit("refresh_lag_seconds", result.lag_seconds, unit="Seconds")
     return result
 
 
