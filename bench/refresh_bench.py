@@ -6,7 +6,7 @@
    certificate with the same CA (on the HSM the raw loop also destroys its key, as a refresh does).
    RSA key generation time varies a lot from key to key (prime search), so RSA ratios are noisy.
 2. The staged tick over 1,000 and then 10,000 due keypairs (rows written directly in batches): the tick
-   (one slice message per due-index shard) and the slices (one index page, its rows, the refresh
+   (one Limit-1 query and one slice message per due-index shard) and the slices (one index page, its rows, the refresh
    messages), with the work of the largest invocation of each stage, and a check that each due keypair
    was queued exactly once. SQS is an in-memory queue (moto's SQS lists the whole queue per call).
 All on in-process moto. Run: `.venv/bin/python bench/refresh_bench.py [seconds per measurement]`.
@@ -181,7 +181,8 @@ def main(seconds: float = 2.0, fan_out_only: bool = False) -> None:
             refresh_table(s, seconds, hsm_note)
         rows = fan_out_rows(s, 1_000) + fan_out_rows(s, 10_000)
         print_table(
-            "The staged tick: the tick queues one slice message per due-index shard; each slice reads one page "
+            "The staged tick: the tick reads the oldest key of each due-index shard and queues a slice message per "
+            "shard with due keypairs; each slice reads one page "
             "(<= 1,000 keys) of its shard, their rows, and queues their refresh messages and its continuation "
             "(in-process moto DynamoDB; SQS: an in-memory queue)",
             ["stage", "due keypairs", "invocations", "total s", "max s/invocation", "max DynamoDB calls/invocation",

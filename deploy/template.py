@@ -213,8 +213,8 @@ def alarms(settings: Settings) -> dict[str, Any]:
     return {
         "AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"rotasign-{settings.stage}-alarms"}},
         "RefreshLagAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
-            "AlarmDescription": "A due dynamic keypair waits more than one interval for its refresh, or no slice "
-                                "has reported for two intervals (the tick or the worker stopped).",
+            "AlarmDescription": "A due dynamic keypair waits more than one interval for its refresh, or no tick "
+                                "has reported for two intervals.",
             "Namespace": "rotasign", "MetricName": "refresh_lag_seconds", "Dimensions": stage,
             "Statistic": "Maximum", "Period": max(60, interval), "EvaluationPeriods": 2,
             "Threshold": interval, "ComparisonOperator": "GreaterThanThreshold",
