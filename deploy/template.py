@@ -16,6 +16,7 @@ resource is named: a table, an index, the queue, the key, a secret, a log group;
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,6 +337,13 @@ def write(stage: str, out: Path) -> tuple[Path, Path]:
     settings = settings_from(stage_environment(stage))
     out.mkdir(parents=True, exist_ok=True)
     merge, policy_file = out / "merge.json", out / "policy.json"
-    merge.write_text(json.dumps(merge_template(stage), indent=2, sort_keys=True) + "\n")
-    policy_file.write_text(json.dumps(policy(settings, app_functions()), indent=2) + "\n")
+    _replace(merge, json.dumps(merge_template(stage), indent=2, sort_keys=True) + "\n")
+    _replace(policy_file, json.dumps(policy(settings, app_functions()), indent=2) + "\n")
     return merge, policy_file
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write whole or not at all: two packagings at once (parallel tests) never read a half-written file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)
