@@ -16,7 +16,7 @@ awslocal s3 mb "s3://${BUCKET}" >/dev/null 2>&1 || true
 awslocal cloudformation package --template-file "${OUT}/sam.json" --s3-bucket "$BUCKET" \
   --output-template-file "${OUT}/packaged.yaml"
 awslocal cloudformation deploy --template-file "${OUT}/packaged.yaml" --stack-name "rotasign-${STAGE}" \
-  --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND
+  --s3-bucket "$BUCKET" --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND
 awslocal cloudformation describe-stacks --stack-name "rotasign-${STAGE}" --query 'Stacks[0].Outputs' --output table
 # The first account and its admin's API key (shown once: keep it, then delete the file).
 awslocal lambda invoke --function-name "rotasign-${STAGE}-bootstrap" --cli-binary-format raw-in-base64-out \
