@@ -8,7 +8,7 @@ LOCAL := $(VENV)/.installed-local
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: test lint typecheck pytest run bootstrap tick bench system-deps clean
+.PHONY: test lint typecheck pytest run bootstrap tick bench system-deps clean package
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ tick: $(LOCAL)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt || echo "bench: requirements-bench.txt not installed"
 	$(PY) bench/run_all.py
+
+# The deployable artifact of a stage (STAGE=dev by default): build/package/$(STAGE)/sam.json + deployment.zip,
+# the app and every resource it needs (chalice package --merge-template with the template generated from the code).
+STAGE ?= dev
+package: $(STAMP)
+	$(PY) -m deploy package --stage $(STAGE)
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,7 +39,8 @@ class Settings:
     kms_key_id: str
     schedule_seconds: int
     refresh_queue_name: str
-    token_key: bytes
+    token_key: bytes | None  # ROTASIGN_TOKEN_KEY; services take the key from `Deps.token_key()`
+    token_key_secret: str | None
     principal_cache_seconds: float
     state_cache_seconds: float
     max_request_seconds: float
@@ -76,16 +77,15 @@ class Settings:
         return self.max_request_seconds + LOG_CLOCK_SKEW_SECONDS
 
 
-def _token_key() -> bytes:
-    raw = os.environ.get("ROTASIGN_TOKEN_KEY")
-    if raw:
-        key = base64.b64decode(raw)
-        if len(key) != 32:
-            raise ValueError("ROTASIGN_TOKEN_KEY must be 32 bytes, base64-encoded")
-        return key
-    # No key configured: tokens are sealed with a per-process key, so they only work within one
-    # process (tests, a single local server). Deployments set ROTASIGN_TOKEN_KEY from Secrets Manager.
-    return secrets.token_bytes(32)
+def _token_key(env: Mapping[str, str]) -> bytes | None:
+    """A pagination-token key given directly (the local stack's per-stack key); None when not set."""
+    raw = env.get("ROTASIGN_TOKEN_KEY")
+    if not raw:
+        return None
+    key = base64.b64decode(raw)
+    if len(key) != 32:
+        raise ValueError("ROTASIGN_TOKEN_KEY must be 32 bytes, base64-encoded")
+    return key
 
 
 # Where distributions put SoftHSM2's module (the default token library when none is configured).
@@ -115,7 +115,11 @@ def _bounded(raw: str | None, default: float) -> float:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Read the settings once per process (tests call `get_settings.cache_clear()`)."""
-    env = os.environ
+    return settings_from(os.environ)
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """The settings an environment gives (the packaging reads a stage's environment from its config)."""
     stage = env.get("ROTASIGN_STAGE", "local")
     return Settings(
         stage=stage,
@@ -124,7 +128,8 @@ def get_settings() -> Settings:
         kms_key_id=env.get("ROTASIGN_KMS_KEY_ID", "alias/rotasign"),
         schedule_seconds=int(env.get("ROTASIGN_SCHEDULE_SECONDS", "900")),
         refresh_queue_name=env.get("ROTASIGN_REFRESH_QUEUE", "rotasign-refresh"),
-        token_key=_token_key(),
+        token_key=_token_key(env),
+        token_key_secret=env.get("ROTASIGN_TOKEN_KEY_SECRET") or None,
         principal_cache_seconds=_bounded(env.get("ROTASIGN_PRINCIPAL_CACHE_SECONDS"), CACHE_BOUND_SECONDS),
         state_cache_seconds=_bounded(env.get("ROTASIGN_STATE_CACHE_SECONDS"), CACHE_BOUND_SECONDS),
         max_request_seconds=float(env.get("ROTASIGN_MAX_REQUEST_SECONDS", "30")),

@@ -92,7 +92,19 @@ def tick(state_dir: Path = DEFAULT_STATE_DIR) -> TickReport | None:
                         sqs.send_message(QueueUrl=main_url, MessageBody=message["Body"])
         finally:
             sqs.delete_queue(QueueUrl=url)
-        return TickReport([_outcome(m["Body"], b.ok) for b in batches for m in b.messages], logged, checkpoints)
+        outcomes = [_outcome(m["Body"], b.ok) for b in batches for m in b.messages if not _is_slice(m["Body"])]
+        return TickReport(outcomes, logged, checkpoints)
+
+
+def _is_slice(body: str) -> bool:
+    """Slice messages are the tick's fan-out over the due index, not refreshes: they are not reported."""
+    from chalicelib.errors import ValidationError
+    from chalicelib.services.refresh_queue import SliceMessage, parse_message
+
+    try:
+        return isinstance(parse_message(body), SliceMessage)
+    except ValidationError:
+        return False
 
 
 def _outcome(body: str, ok: bool) -> Refreshed:

@@ -6,13 +6,14 @@ their own `Deps` (a fake clock, a given HSM store) with `set_deps`, and the serv
 
 from __future__ import annotations
 
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import Clock, utc_now
-from chalicelib.errors import HsmUnavailable
+from chalicelib.errors import HsmUnavailable, StorageUnavailable
 from chalicelib.settings import Settings, get_settings
 from chalicelib.storage.store import Store
 
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     from chalicelib.services.users import UserService
 
 
+TOKEN_SECRET_MIN_CHARS = 32  # the deployment's secret has 64 random letters and digits
+_TOKEN_KEY_INFO = b"rotasign pagination token key v1"
+
+
 @dataclass
 class Deps:
     """Settings, clock, storage, AWS clients and key backends of one process."""
@@ -54,6 +59,7 @@ class Deps:
     secrets: Any = None
     hsm_store: HsmKeyStore | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _token_key: bytes | None = field(default=None, repr=False)
 
     def hsm(self) -> HsmKeyStore:
         """The HSM key store: the one supplied, or one connected to the configured token on first use."""
@@ -73,16 +79,51 @@ class Deps:
         days = self.settings.log_retention_days
         return at + timedelta(days=days) if days > 0 else None
 
+    def token_key(self) -> bytes:
+        """The key that seals pagination tokens, fixed for the life of this process.
+
+        ROTASIGN_TOKEN_KEY when set (the local stack's key); else derived from the deployment's secret
+        (ROTASIGN_TOKEN_KEY_SECRET), read once, so every process of a deployment opens every other's
+        tokens; else a random key of this process alone (tests). Raises StorageUnavailable when the
+        secret cannot be read (nothing is cached then, so the next request tries again).
+        """
+        with self._lock:
+            if self._token_key is None:
+                if self.settings.token_key is not None:
+                    self._token_key = self.settings.token_key
+                elif self.settings.token_key_secret:
+                    self._token_key = self._secret_token_key(self.settings.token_key_secret)
+                else:
+                    self._token_key = secrets.token_bytes(32)
+            return self._token_key
+
+    def _secret_token_key(self, secret_id: str) -> bytes:
+        # The secret is printable text (what CloudFormation's GenerateSecretString makes), so the AES key
+        # is derived from it rather than read as raw bytes.
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        try:
+            value = str(self._secrets().get_secret_value(SecretId=secret_id)["SecretString"])
+        except Exception as exc:
+            raise StorageUnavailable("The pagination key could not be read; retry later.") from exc
+        if len(value) < TOKEN_SECRET_MIN_CHARS:
+            raise StorageUnavailable("The pagination key secret is too short; an operator must replace it.")
+        return HKDF(hashes.SHA256(), 32, salt=None, info=_TOKEN_KEY_INFO).derive(value.encode())
+
+    def _secrets(self) -> Any:
+        if self.secrets is None:
+            import boto3
+
+            self.secrets = boto3.client("secretsmanager", region_name=self.settings.region)
+        return self.secrets
+
     def _hsm_pin(self) -> str:
         if self.settings.hsm_pin:
             return self.settings.hsm_pin
         if self.settings.hsm_pin_secret:
-            if self.secrets is None:
-                import boto3
-
-                self.secrets = boto3.client("secretsmanager", region_name=self.settings.region)
             try:
-                value = self.secrets.get_secret_value(SecretId=self.settings.hsm_pin_secret)
+                value = self._secrets().get_secret_value(SecretId=self.settings.hsm_pin_secret)
             except Exception as exc:
                 raise HsmUnavailable("The HSM PIN could not be read from Secrets Manager.") from exc
             return str(value["SecretString"])
@@ -155,6 +196,7 @@ def build_services(deps: Deps) -> Services:
     from chalicelib.services.refresh import RefreshService
     from chalicelib.services.refresh_queue import RefreshQueue
     from chalicelib.services.release_windows import ReleaseGate, ReleaseWindowService
+    from chalicelib.services.scheduler import run_slice
     from chalicelib.services.sign_state import SignStates
     from chalicelib.services.signing import SigningService
     from chalicelib.services.teams import TeamService
@@ -182,7 +224,7 @@ def build_services(deps: Deps) -> Services:
         logs=LogService(deps),
         timestamps=timestamps,
         refresh=refresh,
-        queue=RefreshQueue(deps, refresh),
+        queue=RefreshQueue(deps, refresh, run_slice=lambda message: run_slice(deps, message)),
         users=UserService(deps),
         groups=GroupService(deps),
         teams=TeamService(deps, accounts),

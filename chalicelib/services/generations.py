@@ -32,7 +32,7 @@ class GenerationHistory:
     def list(self, principal: Principal, ref: str, request: PageRequest) -> Page[Generation]:
         """Newest first, with sealed `next` tokens; raises NotFound, InvalidPaginationToken."""
         kp = self._keypair(principal, ref)
-        pager = Pager(self.deps.settings.token_key, principal.account, ROUTE, {"keypair": kp.id})
+        pager = Pager(self.deps.token_key(), principal.account, ROUTE, {"keypair": kp.id})
         items, position = self.deps.store.generations.list(kp.id, request.limit, pager.start(request))
         return pager.page(items, position)
 

@@ -56,7 +56,7 @@ class GroupService:
 
     def list(self, principal: Principal, request: PageRequest) -> Page[Group]:
         """GET /groups: newest first, with sealed `next` tokens."""
-        pager = Pager(self.deps.settings.token_key, principal.account, LIST_ROUTE, {})
+        pager = Pager(self.deps.token_key(), principal.account, LIST_ROUTE, {})
         items, position = self.deps.store.groups.page(principal.account, request.limit, pager.start(request))
         return pager.page(items, position)
 

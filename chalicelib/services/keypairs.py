@@ -87,7 +87,7 @@ class KeypairService:
     def list(self, principal: Principal, query: KeypairQuery) -> Page[Keypair]:
         """GET /keypairs: newest first, filtered, with sealed `next` tokens."""
         filters = query.filters
-        pager = Pager(self.deps.settings.token_key, principal.account, LIST_ROUTE, filters)
+        pager = Pager(self.deps.token_key(), principal.account, LIST_ROUTE, filters)
         start = pager.start(query.page)
         if "alias" in filters:
             # An alias names at most one keypair: resolve it, then apply the other filters.

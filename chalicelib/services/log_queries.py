@@ -55,14 +55,14 @@ class LogService:
         """One page of audit entries, newest first; raises InvalidPaginationToken, NotFound."""
         if f.resource_id is not None and looks_like_id(f.resource_id, "kp"):
             self._require_visible(principal, f.resource_id, None)
-        pager = Pager(self.deps.settings.token_key, principal.account, AUDIT_ROUTE, _token_filters(f))
+        pager = Pager(self.deps.token_key(), principal.account, AUDIT_ROUTE, _token_filters(f))
         items, position = self.deps.store.audit.query(principal.account, f, request.limit, pager.start(request))
         return pager.page(items, position)
 
     def signatures(self, principal: Principal, f: SignatureFilter, request: PageRequest) -> Page[SignatureEntry]:
         """One page of signature-log entries, newest first; raises InvalidPaginationToken, NotFound."""
         self._require_visible(principal, f.keypair_id, f.keypair_alias)
-        pager = Pager(self.deps.settings.token_key, principal.account, SIGNATURE_ROUTE, _token_filters(f))
+        pager = Pager(self.deps.token_key(), principal.account, SIGNATURE_ROUTE, _token_filters(f))
         items, position = self.deps.store.signatures.query(principal.account, f, request.limit,
                                                            pager.start(request))
         return pager.page(items, position)

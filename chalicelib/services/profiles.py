@@ -48,7 +48,7 @@ class ProfileService:
 
     def list(self, principal: Principal, request: PageRequest) -> Page[KeypairProfile]:
         """GET /keypair-profiles: newest first, with sealed `next` tokens."""
-        pager = Pager(self.deps.settings.token_key, principal.account, LIST_ROUTE, {})
+        pager = Pager(self.deps.token_key(), principal.account, LIST_ROUTE, {})
         items, position = self.deps.store.profiles.page(principal.account, request.limit, pager.start(request))
         return pager.page(items, position)
 

@@ -1,7 +1,10 @@
-"""The refresh queue: the messages the tick sends and the SQS worker that refreshes each.
+"""The refresh queue: the messages the tick and its slices send, and the SQS worker that handles each.
 
-A message carries `{account, keypair_id, expected_generation}`; a message whose generation is already
-behind the stored one is a success with nothing to do, so a redelivered message never refreshes twice.
+Two kinds of message share the queue. A refresh message carries `{account, keypair_id,
+expected_generation}`; one whose generation is already behind the stored one is a success with nothing
+to do, so a redelivered message never refreshes twice. A slice message (`{slice, bound, start}`) asks
+for one page of one due-index shard to be turned into refresh messages (services/scheduler.py); a
+repeated slice only sends refresh messages that are no-ops.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +51,33 @@ class RefreshMessage:
                            "expected_generation": self.expected_generation}, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class SliceMessage:
+    """The body of a slice message: a due-index shard, the tick's bound and where to continue."""
+
+    shard: str
+    bound: str
+    start: dict[str, Any] | None = None
+
+    def body(self) -> str:
+        """The JSON body sent to the queue."""
+        return json.dumps({"slice": self.shard, "bound": self.bound, "start": self.start}, separators=(",", ":"))
+
+
+def parse_message(body: str) -> RefreshMessage | SliceMessage:
+    """Parse a queue message body of either kind; raises ValidationError."""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and "slice" in data:
+            start = data.get("start")
+            if start is not None and not isinstance(start, dict):
+                raise TypeError("start")
+            return SliceMessage(str(data["slice"]), str(data["bound"]), start)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValidationError("Malformed slice message.") from exc
+    return RefreshMessage.parse(body)
+
+
 class RefreshFailed(Exception):
     """Some messages of an SQS batch failed: raised so that Lambda delivers them again."""
 
@@ -59,14 +89,16 @@ class BatchResult:
     refreshed: int
     skipped: int
     failed: int
+    slices: int = 0
 
 
 class RefreshQueue:
-    """The SQS-triggered worker: one scheduled refresh per message."""
+    """The SQS-triggered worker: one scheduled refresh per refresh message, one due page per slice message."""
 
-    def __init__(self, deps: Deps, refresh: RefreshService) -> None:
+    def __init__(self, deps: Deps, refresh: RefreshService, run_slice: Callable[[SliceMessage], object]) -> None:
         self.deps = deps
         self.refresh = refresh
+        self.run_slice = run_slice
 
     def handle_message(self, message: RefreshMessage) -> RefreshOutcome:
         """One scheduled refresh: a message behind the stored generation is done with nothing to do."""
@@ -83,17 +115,24 @@ class RefreshQueue:
         A record failing on its last receive (ApproximateReceiveCount ≥ ROTASIGN_REFRESH_MAX_RECEIVES)
         is audited as a failed refresh before it moves to the dead-letter queue.
         """
-        refreshed = skipped = failed = 0
+        refreshed = skipped = failed = slices = 0
         for record in records:
             receives = int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
             try:
-                message = RefreshMessage.parse(str(record.get("body", "")))
+                parsed = parse_message(str(record.get("body", "")))
             except ValidationError:
                 # Retrying cannot fix a malformed body, and without an account there is no log to write to.
                 log.error("malformed refresh message dropped",
                           extra={"event": "refresh", "outcome": "failure", "message_id": record.get("messageId")})
                 skipped += 1
                 continue
+            if isinstance(parsed, SliceMessage):
+                if self._slice(parsed, receives):
+                    slices += 1
+                else:
+                    failed += 1
+                continue
+            message = parsed
             try:
                 outcome = self.handle_message(message)
             except Exception as exc:
@@ -112,7 +151,24 @@ class RefreshQueue:
                 skipped += 1
         if failed:
             raise RefreshFailed(f"{failed} refresh(es) of the batch failed; the queue delivers them again.")
-        return BatchResult(refreshed, skipped, failed)
+        return BatchResult(refreshed, skipped, failed, slices)
+
+    def _slice(self, message: SliceMessage, receives: int) -> bool:
+        """Run one slice; False (logged and counted) when it failed. A slice is never audited: it has no account.
+
+        A slice that ends in the dead-letter queue costs nothing lasting: its keypairs stay due, the next
+        tick finds them again, and the refresh lag alarm shows the delay meanwhile.
+        """
+        try:
+            self.run_slice(message)
+        except Exception as exc:
+            code = exc.code if isinstance(exc, RotasignError) else type(exc).__name__
+            log.error("refresh slice failed", exc_info=True, extra={
+                "event": "refresh_slice", "outcome": "failure", "shard": message.shard, "error": code,
+                "receive_count": receives})
+            metrics.emit("refresh_failures", 1, error=code)
+            return False
+        return True
 
     def audit_failure(self, message: RefreshMessage, error: str, receives: int) -> None:
         """Audit a scheduled refresh that failed for the last time (its message goes to the dead-letter queue)."""

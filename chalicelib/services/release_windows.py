@@ -84,7 +84,7 @@ class ReleaseWindowService:
 
     def list(self, principal: Principal, request: PageRequest) -> Page[ReleaseWindow]:
         """GET /release-windows: newest first, with sealed `next` tokens."""
-        pager = Pager(self.deps.settings.token_key, principal.account, LIST_ROUTE, {})
+        pager = Pager(self.deps.token_key(), principal.account, LIST_ROUTE, {})
 
         def keep(window: ReleaseWindow) -> bool:
             return _as_seen(principal, window) is not None

@@ -88,7 +88,7 @@ class TeamService:
     def list(self, principal: Principal, request: PageRequest) -> Page[TeamView]:
         """GET /teams: newest first, with sealed `next` tokens."""
         self._enabled(principal)
-        pager = Pager(self.deps.settings.token_key, principal.account, LIST_ROUTE, {})
+        pager = Pager(self.deps.token_key(), principal.account, LIST_ROUTE, {})
         teams, position = self.deps.store.teams.page(principal.account, request.limit, pager.start(request))
         allocated = self.deps.store.profiles.allocations(principal.account) if teams else {}
         return pager.page([TeamView(t, tuple(sorted(allocated.get(t.id, ())))) for t in teams], position)

@@ -110,7 +110,7 @@ class UserService:
 
     def list(self, principal: Principal, request: PageRequest) -> Page[UserView]:
         """GET /users: newest first, with sealed `next` tokens; each user with its group ids."""
-        pager = Pager(self.deps.settings.token_key, principal.account, LIST_ROUTE, {})
+        pager = Pager(self.deps.token_key(), principal.account, LIST_ROUTE, {})
         users, position = self.deps.store.identity.users_page(principal.account, request.limit,
                                                                 pager.start(request))
         groups = self.deps.store.groups.memberships(principal.account) if users else {}

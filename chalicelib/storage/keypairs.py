@@ -2,12 +2,14 @@
 
 Aliases are claimed by their own item (account + lower-case alias), written in the same transaction
 that creates, renames or deletes the keypair: an index cannot enforce uniqueness. Live dynamic keypairs
-carry `due_shard`, which puts them in the sparse `due` index the scheduler reads.
+carry `due_shard`, which puts them in the sparse `due` index the scheduler reads, spread over
+DUE_SHARDS partitions so that no single index partition takes every refresh's write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,7 +35,9 @@ from chalicelib.storage.paging import Position, page
 from chalicelib.storage.tables import AliasClaim, CertificateMap, KeyMaterialModel, KeypairModel
 from chalicelib.storage.transaction import OnFail, Transaction
 
-DUE_SHARD = "due"
+# The due index's partitions. Fixed for good: a row keeps the shard it was created with, and the tick
+# reads exactly these. 64 keeps each partition far below DynamoDB's 1,000 writes/s at a million keypairs.
+DUE_SHARDS = 64
 # The fields a keypair list can filter on (served by a FilterExpression over the account's partition).
 LIST_FILTERS = ("type", "status", "storage", "category", "algorithm")
 _BATCH_TRIES = 4
@@ -42,6 +46,17 @@ _BATCH_TRIES = 4
 def alias_key(alias: str) -> str:
     """Aliases are unique case-insensitively, so `Release` and `release` cannot both exist."""
     return alias.lower()
+
+
+def due_shard(keypair_id: str) -> str:
+    """The due-index partition of a keypair: a stable hash of its id."""
+    number = int.from_bytes(hashlib.sha256(keypair_id.encode()).digest()[:4], "big") % DUE_SHARDS
+    return f"due#{number:02d}"
+
+
+def due_shards() -> list[str]:
+    """Every partition of the due index, in order."""
+    return [f"due#{number:02d}" for number in range(DUE_SHARDS)]
 
 
 def certificate_of(value: Any) -> Certificate | None:
@@ -122,7 +137,7 @@ def _row(kp: Keypair) -> KeypairModel:
         created_by=kp.created_by,
         refreshed_at=kp.refreshed_at,
         next_refresh_at=kp.next_refresh_at,
-        due_shard=DUE_SHARD if kp.dynamic and not kp.deleted_at else None,
+        due_shard=due_shard(kp.id) if kp.dynamic and not kp.deleted_at else None,
         deleted_at=kp.deleted_at,
         **version,
     )
@@ -150,6 +165,15 @@ class StoredMaterial:
 def _material(item: KeyMaterialModel) -> StoredMaterial:
     return StoredMaterial(item.id, item.key_ref, item.account,
                           SealedKey(bytes(item.ciphertext), bytes(item.nonce), bytes(item.wrapped_key)))
+
+
+@dataclass(frozen=True)
+class DueKey:
+    """A due keypair as the due index shows it (possibly stale: the index is eventually consistent)."""
+
+    account: str
+    keypair_id: str
+    next_refresh_at: str
 
 
 @dataclass(frozen=True)
@@ -252,11 +276,17 @@ class KeypairRepository:
         return {row.id: row.team_id for row in rows if not row.deleted_at}
 
     @guarded
-    def due(self, bound: str, page_size: int = 1000) -> Iterator[tuple[str, str]]:
-        """(account, keypair id) of every keypair whose `next_refresh_at` ≤ bound, oldest first (the index)."""
-        condition = KeypairModel.next_refresh_at <= bound
-        for item in KeypairModel.due.query(DUE_SHARD, condition, page_size=page_size):
-            yield item.account, item.id
+    def due_page(
+        self, shard: str, bound: str, start: Position | None, limit: int
+    ) -> tuple[list[DueKey], Position | None]:
+        """Up to `limit` keypairs of one due-index shard with `next_refresh_at` ≤ bound, oldest first.
+
+        One index query (eventually consistent); the position continues after the last key read, None at the end.
+        """
+        results = KeypairModel.due.query(shard, KeypairModel.next_refresh_at <= bound, limit=limit,
+                                         page_size=limit, last_evaluated_key=start)
+        keys = [DueKey(item.account, item.id, item.next_refresh_at) for item in results]
+        return keys, results.last_evaluated_key
 
     @guarded
     def due_details(self, keys: list[tuple[str, str]]) -> list[DueKeypair]:

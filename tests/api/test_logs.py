@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from tests.support import schedule
 from tests.support.api import Account, Api, add_user, make_account
 from tests.support.clock import FakeMonotonic
 
@@ -379,7 +380,7 @@ def test_expired_tokens_are_rejected(client: Any, seeded: Seeded, monkeypatch: p
 
     api = Api(client, seeded.account)
     params = {"status": "success"}
-    key = get_deps().settings.token_key
+    key = get_deps().token_key()
     token = _first_token(api, "signature-logs", params)
     position = pagination.open_token(key, token, seeded.account.id, "signature-logs", params)
     # A token sealed (by the real code) two hours ago, for this very account, route, filters and position.
@@ -532,8 +533,7 @@ def test_refreshed_dynamic_keypairs_query(client: Any, account: Account) -> None
         _drain_mine(sqs, url, account.id)
         for tick in range(1, 4):
             clock.now = start + timedelta(seconds=tick * interval, milliseconds=350)
-            client.lambda_.invoke("refresh_tick", client.events.generate_cw_event(
-                source="aws.events", detail_type="Scheduled Event", detail={}, resources=["arn:aws:events:rule/t"]))
+            schedule.tick(client, sqs, url)  # the tick and its slices: the refresh messages are left on the queue
             mine = _drain_mine(sqs, url, account.id)
             assert len(mine) == 2
             event = client.events.generate_sqs_event(message_bodies=mine, queue_name=deps.settings.refresh_queue_name)

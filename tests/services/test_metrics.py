@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import Api
+from tests.support.schedule import run_slices
 
 
 class Lines(logging.Handler):
@@ -70,20 +71,38 @@ def test_signatures_are_counted_by_outcome_at_most_once_a_second(
     assert lines["success"]["storage"] == "disk" and lines["failure"]["error"] == "validation_error"
 
 
-def test_a_tick_reports_the_refresh_lag_and_a_refresh_is_counted(api: Api, metric_lines: Lines) -> None:
+def test_a_tick_reports_the_refresh_lag_and_a_refresh_is_counted(api: Api, client: Any, metric_lines: Lines) -> None:
     from chalicelib.services.container import get_services
     from chalicelib.services.scheduler import run_tick
 
     kp = api.ok("POST", "/keypairs", {"alias": "lag", "type": "dynamic", "algorithm": "EdDSA"}, 201)
     services = get_services()
-    late = services.deps.clock() + timedelta(seconds=2 * services.deps.settings.schedule_seconds)
-    run_tick(services, late)
-    sqs, url = services.deps.queue()  # leave the shared session queue empty for other tests
+    deps = services.deps
+    late = deps.clock() + timedelta(seconds=2 * deps.settings.schedule_seconds)
+    real_clock, deps.clock = deps.clock, lambda: late
+    sqs, url = deps.queue()
+    try:
+        run_tick(services, late)
+        run_slices(client, sqs, url)  # the slices count the refresh messages they queue
+    finally:
+        deps.clock = real_clock
+    # leave the shared session queue empty for other tests
     while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for message in got:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    (lag,) = metric_lines.named("refresh_lag_seconds")
+    (lag,) = metric_lines.named("refresh_lag_seconds")  # one per tick
     assert _is_emf(lag, "refresh_lag_seconds") and lag["refresh_lag_seconds"] > 0
-    assert metric_lines.named("refreshes_enqueued")[0]["refreshes_enqueued"] >= 1
+    assert max(line["refreshes_enqueued"] for line in metric_lines.named("refreshes_enqueued")) >= 1
     api.ok("POST", f"/keypairs/{kp['id']}/refresh")
     assert [r["trigger"] for r in metric_lines.named("refreshes")] == ["manual"]
+
+
+def test_every_metric_is_recorded_per_stage_for_the_deployment_alarms(metric_lines: Lines) -> None:
+    from chalicelib import metrics
+
+    metrics.emit("refresh_failures", 1, error="storage_unavailable")
+    metrics.emit("refresh_lag_seconds", 2.5, unit="Seconds")
+    failures, lag = metric_lines.records
+    assert failures["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["stage"], ["stage", "error"]]
+    assert lag["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["stage"]]
+    assert failures["stage"] == lag["stage"] == "test" and failures["error"] == "storage_unavailable"
