@@ -58,3 +58,35 @@ def installed(deps: Any, offset: timedelta) -> Iterator[FakeClock]:
         yield fake
     finally:
         deps.clock = real
+
+
+def on_caller_clock(monkeypatch: Any, clock: FakeMonotonic | None = None) -> FakeMonotonic:
+    """Put this process's principal and account caches on a clock the test moves (by default one that
+    stands still, so a measurement never meets a cache that lapsed because the machine was slow)."""
+    from chalicelib.cache import TtlCache
+    from chalicelib.services.authentication import Authenticator
+    from chalicelib.services.container import get_services
+
+    clock = clock or FakeMonotonic()
+    services = get_services()
+    monkeypatch.setattr(services, "auth", Authenticator(services.deps, monotonic=clock, sleep=clock.advance))
+    monkeypatch.setattr(services.accounts, "_cache", TtlCache(services.deps.settings.state_cache_seconds, clock=clock))
+    return clock
+
+
+def on_cache_clock(monkeypatch: Any) -> FakeMonotonic:
+    """Put this process's caches (principals, accounts, sign states, release windows) on one clock the test
+    moves. Each cache is rebuilt empty on the fake clock, so the test also starts cold."""
+    from chalicelib.services.container import get_services
+    from chalicelib.services.release_windows import ReleaseGate
+    from chalicelib.services.sign_state import SignStates
+
+    clock = on_caller_clock(monkeypatch)
+    services = get_services()
+    states = SignStates(services.deps, monotonic=clock)
+    gate = ReleaseGate(services.deps, monotonic=clock)
+    monkeypatch.setattr(services.signing, "states", states)
+    monkeypatch.setattr(services.keypairs, "states", states)
+    monkeypatch.setattr(services.signing, "gate", gate)
+    monkeypatch.setattr(services.windows, "gate", gate)
+    return clock
