@@ -68,21 +68,22 @@ def digested(entry: ziparchive.Entry) -> bool:
 
 
 def entry_digests(
-    archive: ziparchive.Archive, hash_algorithm: str, progress: Callable[[int], None] | None = None
-) -> dict[str, bytes]:
-    """The digest of every digested entry's content, by name; raises JarError for a damaged entry."""
+    archive: ziparchive.Archive, algorithms: set[str], progress: Callable[[int], None] | None = None
+) -> dict[str, dict[str, bytes]]:
+    """Every digested entry's digests under `algorithms`, by name, in one read; raises JarError."""
     wanted = {entry.name for entry in archive.entries if digested(entry)}
-    digests: dict[str, bytes] = {}
+    digests: dict[str, dict[str, bytes]] = {}
     try:
         with zipfile.ZipFile(archive.path) as opened:
             for info in opened.infolist():
                 if info.filename not in wanted:
                     continue
-                digest = new_hash(hash_algorithm)
+                hashes = {algorithm: new_hash(algorithm) for algorithm in algorithms}
                 with opened.open(info) as stream:
                     while chunk := stream.read(ziparchive.CHUNK):
-                        digest.update(chunk)
-                digests[info.filename] = digest.digest()
+                        for running in hashes.values():
+                            running.update(chunk)
+                digests[info.filename] = {algorithm: running.digest() for algorithm, running in hashes.items()}
                 if progress is not None:
                     progress(info.compress_size)
     except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError) as exc:
@@ -110,12 +111,14 @@ def prepare(
     """Read the JAR, digest its entries, and build its manifest and `.SF`; raises JarError."""
     try:
         archive = ziparchive.read(path)
-        digests = entry_digests(archive, hash_algorithm, progress)
         existing = _read_entry(archive, archive.find(MANIFEST_NAME))
-        manifest = jar_manifest.updated_manifest(
-            existing, {name: base64.b64encode(value).decode("ascii") for name, value in digests.items()},
-            hash_algorithm, created_by,
-        )
+        algorithms = {hash_algorithm, *jar_manifest.algorithms_in(existing)}
+        digests = entry_digests(archive, algorithms, progress)
+        encoded = {
+            name: {algorithm: base64.b64encode(value).decode("ascii") for algorithm, value in by_algorithm.items()}
+            for name, by_algorithm in digests.items()
+        }
+        manifest = jar_manifest.updated_manifest(existing, encoded, hash_algorithm, created_by)
         signature_file = jar_manifest.signature_file(manifest, hash_algorithm, created_by)
     except (ziparchive.ZipError, ManifestError) as exc:
         raise JarError(str(exc).rstrip(".") + ".") from exc
@@ -218,7 +221,8 @@ class EntryDigests:
     def get(self, hash_algorithm: str) -> dict[str, bytes]:
         """Every digested entry's digest under `hash_algorithm`; raises JarError."""
         if hash_algorithm not in self._by_algorithm:
-            self._by_algorithm[hash_algorithm] = entry_digests(self.archive, hash_algorithm)
+            found = entry_digests(self.archive, {hash_algorithm})
+            self._by_algorithm[hash_algorithm] = {name: digests[hash_algorithm] for name, digests in found.items()}
         return self._by_algorithm[hash_algorithm]
 
 

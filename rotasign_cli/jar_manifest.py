@@ -174,46 +174,57 @@ def digests_in(section_: Section, suffix: str = "-Digest") -> dict[str, str]:
     return found
 
 
-def updated_manifest(
-    existing: bytes | None, entry_digests: dict[str, str], hash_algorithm: str, created_by: str
-) -> bytes:
-    """The manifest that carries `entry_digests` (name -> base64 digest) under `hash_algorithm`.
+def algorithms_in(manifest: bytes | None) -> set[str]:
+    """The hash algorithms (SHA-256, -384, -512) of the entry digests a manifest already carries."""
+    if manifest is None:
+        return set()
+    return {algorithm for current in parse(manifest).sections for algorithm in digests_in(current)}
 
-    Without a manifest a new one is written. Otherwise its main section and every section whose
-    digest is already right stay byte for byte as they are; a section with a missing or stale digest
-    is rewritten, and entries without a section get one at the end, in the order given.
+
+def updated_manifest(
+    existing: bytes | None, entry_digests: dict[str, dict[str, str]], hash_algorithm: str, created_by: str
+) -> bytes:
+    """The manifest that carries every entry's digest: `entry_digests` is name -> {algorithm: base64 digest}.
+
+    Without a manifest a new one is written with `hash_algorithm`'s digests. Otherwise its main
+    section stays as it is, and so does every section whose SHA-2 digests are all right, whatever
+    their algorithm: another signer signed those bytes, and rewriting them would break its signature
+    (the JDK then rejects the whole JAR). A section with a stale digest, or none, is rewritten with
+    `hash_algorithm`'s; entries without a section get one at the end, in the order given.
+    `entry_digests` must hold every algorithm the existing sections use (see `algorithms_in`).
     """
     attribute = digest_attribute(hash_algorithm)
+    remaining = dict(entry_digests)
     if existing is None:
         main = section([("Manifest-Version", "1.0"), ("Created-By", created_by)])
         sections: list[Section] = []
     else:
         parsed = parse(existing)
-        named = parsed.named()
         main = parsed.main
         sections = list(parsed.sections)
         for index, current in enumerate(sections):
             name = current.name
             if name is None or name not in entry_digests:
                 continue
-            if digests_in(current).get(hash_algorithm) == entry_digests[name]:
+            remaining.pop(name, None)
+            found = digests_in(current)
+            if found and all(entry_digests[name][algorithm] == value for algorithm, value in found.items()):
                 continue
-            kept = [(key, value) for key, value in current.attributes if _digest_algorithm(key) != hash_algorithm]
-            sections[index] = section([*kept, (attribute, entry_digests[name])])
-        entry_digests = {name: value for name, value in entry_digests.items() if name not in named}
+            kept = [(key, value) for key, value in current.attributes if _digest_algorithm(key) is None]
+            sections[index] = section([*kept, (attribute, entry_digests[name][hash_algorithm])])
     blocks = [main, *sections]
     # A section without its blank line cannot be followed by another: end it first.
-    if entry_digests and not blocks[-1].delimited():
+    if remaining and not blocks[-1].delimited():
         blocks[-1] = _delimit(blocks[-1])
-    for name, value in entry_digests.items():
-        blocks.append(section([("Name", name), (attribute, value)]))
+    for name, digests in remaining.items():
+        blocks.append(section([("Name", name), (attribute, digests[hash_algorithm])]))
     return b"".join(block.raw for block in blocks)
 
 
 def _digest_algorithm(attribute: str) -> str | None:
-    """`SHA-256` for an entry digest attribute such as `SHA-256-Digest`; None for another attribute."""
+    """The algorithm of an entry digest attribute (`SHA-256-Digest`, `SHA1-Digest`, ...); None for another one."""
     suffix = "-digest"
-    return api_hash_name(attribute[: -len(suffix)]) if attribute.lower().endswith(suffix) else None
+    return attribute[: -len(suffix)] if attribute.lower().endswith(suffix) else None
 
 
 def _delimit(last: Section) -> Section:
