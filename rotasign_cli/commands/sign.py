@@ -175,7 +175,8 @@ def sign(args: argparse.Namespace, ctx: Context) -> int:
 
 def _check_format_options(args: argparse.Namespace, fmt: str) -> None:
     """Flags that belong to other formats are errors, not ignored."""
-    reject_unless([("--in-place", args.in_place)], "--format authenticode or jar")
+    if fmt not in embedded.FORMATS:
+        reject_unless([("--in-place", args.in_place)], "--format authenticode or jar")
     if fmt != "authenticode":
         reject_unless(
             [("--program-name", args.program_name is not None), ("--program-url", args.program_url is not None)],
@@ -188,6 +189,11 @@ def _check_format_options(args: argparse.Namespace, fmt: str) -> None:
             raise UsageError(f"{flag} takes 1 to {authenticode.MAX_OPUS_TEXT} characters.")
     if args.program_url is not None and not args.program_url.isascii():
         raise UsageError("--program-url must be ASCII (an IA5String), e.g. https://example.com/app.")
+    if args.signer_name is not None:
+        try:
+            jar.check_signer_name(args.signer_name)
+        except ValueError as exc:
+            raise UsageError(f"--signer-name {args.signer_name!r}: {exc}.") from exc
 
 
 def _check_embeddable(path: Path, fmt: str) -> None:
@@ -225,10 +231,7 @@ def _check_key_for_format(keypair: dict[str, Any] | None, fmt: str) -> None:
 
 def _signer_name(args: argparse.Namespace, keypair: dict[str, Any] | None) -> str:
     if args.signer_name is not None:
-        try:
-            return jar.check_signer_name(args.signer_name)
-        except ValueError as exc:
-            raise UsageError(f"--signer-name {args.signer_name!r}: {exc}.") from exc
+        return jar.check_signer_name(args.signer_name)  # checked with the other flags
     alias = keypair.get("alias") if keypair is not None else None
     return jar.signer_name_from_alias(str(alias or args.keypair))
 

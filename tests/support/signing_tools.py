@@ -7,6 +7,7 @@ to take the time-stamp token out of a signature, to show what the token is worth
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import zipfile
 from collections.abc import Mapping
@@ -18,8 +19,12 @@ STOREPASS = "changeit"  # a truststore holds public certificates only; keytool i
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run a tool; never raises on its exit status (callers assert on it)."""
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False, timeout=300)
+    """Run a tool; never raises on its exit status (callers assert on it).
+
+    TZ=UTC makes the times jarsigner prints (in the JVM's zone) the same on every machine.
+    """
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False, timeout=300,
+                          env={**os.environ, "TZ": "UTC"})
 
 
 def osslsigncode_verify(signed: Path, ca: Path, *extra: str | Path) -> subprocess.CompletedProcess[str]:
@@ -51,14 +56,18 @@ def pe_sample(name: str = "t64.exe") -> Path:
 
 
 def build_jar(path: Path, entries: Mapping[str, bytes], *, stored: tuple[str, ...] = ()) -> Path:
-    """A JAR with a manifest (as the jar tool writes it) and `entries`, deflated except those in `stored`."""
+    """A JAR as the jar tool writes one: a manifest, then `entries`, deflated except those in `stored`.
+
+    Like the jar tool's, its entries carry no POSIX permissions (jarsigner warns about those).
+    """
+    manifest = b"Manifest-Version: 1.0\r\nCreated-By: tests\r\n\r\n"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("META-INF/", b"")
-        archive.writestr("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\r\nCreated-By: tests\r\n\r\n",
-                         compress_type=zipfile.ZIP_DEFLATED)
-        for name, data in entries.items():
-            method = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
-            archive.writestr(name, data, compress_type=method)
+        for name, data in {"META-INF/": b"", "META-INF/MANIFEST.MF": manifest, **entries}.items():
+            info = zipfile.ZipInfo(name, date_time=(2026, 11, 29, 12, 0, 0))
+            info.create_system = 0
+            info.external_attr = 0x10 if name.endswith("/") else 0
+            info.compress_type = zipfile.ZIP_STORED if name in stored or name.endswith("/") else zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
     return path
 
 
