@@ -28,6 +28,7 @@ SPC_SP_OPUS_INFO = "1.3.6.1.4.1.311.2.1.12"
 RFC3161_COUNTERSIGNATURE = "microsoft_time_stamp_token"  # 1.3.6.1.4.1.311.3.3.1, as asn1crypto names it
 KEY_ALGORITHMS = ("RSA", "ECDSA")
 NO_EDDSA = "Authenticode has no EdDSA (Windows verifies RSA and ECDSA signatures only): use an RSA or ECDSA keypair"
+NO_PSS = "Authenticode RSA signatures use PKCS#1 v1.5: osslsigncode (OpenSSL's PKCS#7) rejects RSA-PSS"
 MAX_OPUS_TEXT = 1024
 # What Windows' own tools put in SpcPeImageData's file link: a BMPString that says nothing.
 _OBSOLETE = "<<<Obsolete>>>"
@@ -173,6 +174,8 @@ def build(
     """The DER PKCS#7 SignedData of an Authenticode signature with one signer; raises ValueError for EdDSA."""
     if sig_alg.key_algorithm not in KEY_ALGORITHMS:
         raise ValueError(NO_EDDSA)
+    if sig_alg.pss:
+        raise ValueError(NO_PSS)
     # PKCS#7's content is an [0] EXPLICIT ANY; asn1crypto leaves a given value untagged, so tag it here.
     content = SpcIndirectDataContent.load(indirect_data_der).retag({"explicit": 0})
     return rotasign_cms.signed_data(
@@ -188,7 +191,7 @@ def build(
 
 
 def _signature_algorithm(sig_alg: SigAlg) -> Any:
-    if sig_alg.key_algorithm == "RSA" and not sig_alg.pss:
+    if sig_alg.key_algorithm == "RSA":
         # rsaEncryption with the signer's digest algorithm, as Windows' own tools write it.
         return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()})
     return rotasign_cms.signature_algorithm(sig_alg)

@@ -48,6 +48,7 @@ class Job:
     digest: bytes  # what the signature binds: the PE image digest, or the digest of the JAR's .SF
     signed_attrs: bytes
     request: dict[str, Any]
+    version: tuple[int, int]  # the file's size and modification time when it was read
     indirect_data: bytes | None = None
     plan: jar.Plan | None = None
 
@@ -75,6 +76,7 @@ def prepare(
     request: dict[str, Any] = {"hash_algorithm": hash_algorithm, "file_name": path.name, "tool": tool}
     if sig_alg is not None:
         request["sig_alg"] = sig_alg
+    version = _version(path)
     if fmt == "authenticode":
         if pe.is_signed(path):
             raise pe.PeError(_ALREADY_SIGNED)
@@ -84,7 +86,7 @@ def prepare(
             indirect, hash_algorithm, program_name=options.program_name, program_url=options.program_url
         )
         request["message"] = base64.b64encode(attrs).decode("ascii")
-        return Job(path, fmt, hash_algorithm, digest, attrs, request, indirect_data=indirect)
+        return Job(path, fmt, hash_algorithm, digest, attrs, request, version, indirect_data=indirect)
     if options.signer_name is None:
         raise ValueError("a JAR signature needs a signer name")
     plan = jar.prepare(
@@ -95,7 +97,12 @@ def prepare(
     sf_digest: bytes = hashed.digest()
     attrs = cms.signed_attributes(sf_digest, hash_algorithm, now)
     request["message"] = base64.b64encode(attrs).decode("ascii")
-    return Job(path, fmt, hash_algorithm, sf_digest, attrs, request, plan=plan)
+    return Job(path, fmt, hash_algorithm, sf_digest, attrs, request, version, plan=plan)
+
+
+def _version(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
 
 
 def write(job: Job, answer: dict[str, Any], target: Path, *, now: datetime) -> None:
@@ -108,6 +115,9 @@ def write(job: Job, answer: dict[str, Any], target: Path, *, now: datetime) -> N
     chain = [str(pem) for pem in answer.get("chain") or []]
     token = base64.b64decode(answer["timestamp_token"]) if answer.get("timestamp_token") else None
     mode = job.path.stat().st_mode & 0o777
+    if _version(job.path) != job.version:
+        # The signature covers the file as it was read; a copy of what it became would not verify.
+        raise ValueError("the file changed while it was being signed: sign it again")
     if job.fmt == "authenticode":
         assert job.indirect_data is not None
         der = authenticode.build(

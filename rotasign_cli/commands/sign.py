@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def _signing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keypair", "-k", required=True, metavar="KEYPAIR", help="alias or id of the keypair")
     parser.add_argument(
         "--hash-algorithm", choices=HASH_ALGORITHMS,
-        help="default: SHA-384 for P-384, SHA-512 for P-521 and for Ed25519 CMS, else SHA-256",
+        help="default: SHA-384 for P-384, SHA-512 for P-521 and for Ed25519 CMS and JAR, else SHA-256",
     )
     parser.add_argument(
         "--sig-alg", choices=sorted(SIG_ALGS), metavar="SIG_ALG",
@@ -124,17 +125,18 @@ def sign(args: argparse.Namespace, ctx: Context) -> int:
     if output_dir is not None and not output_dir.is_dir():
         raise UsageError(f"{output_dir}: not a directory.")
     if embedding:
-        for path in files:
-            _check_embeddable(path, fmt)
+        for path in files:  # before anything is signed
+            with _refusing(path, fmt):
+                embedded.check(path, fmt)
         targets = [_signed_copy(path, output_dir, in_place=args.in_place) for path in files]
-        if len({target.resolve() for target in targets}) != len(targets):
-            raise UsageError("Two FILEs would write the same signed file (a file twice, or one name in --output-dir).")
     else:
         targets = [artifacts.output_base(path, output_dir) for path in files]
-        if len({base.resolve() for base in targets}) != len(targets):
-            raise UsageError(
-                "Two FILEs would write the same signature file (a file twice, or one name in --output-dir)."
-            )
+    replaced = [path for path, target in zip(files, targets, strict=True) if target.resolve() == path.resolve()]
+    if embedding and replaced and not args.in_place:
+        raise UsageError(f"{replaced[0]} would be replaced (--output-dir is its own folder): give --in-place.")
+    if len({target.resolve() for target in targets}) != len(targets):
+        kind = "signed file" if embedding else "signature file"
+        raise UsageError(f"Two FILEs would write the same {kind} (a file twice, or one name in --output-dir).")
 
     client = ctx.client()
     keypair = _keypair(client, args.keypair)
@@ -184,6 +186,8 @@ def _check_format_options(args: argparse.Namespace, fmt: str) -> None:
         )
     if fmt != "jar":
         reject_unless([("--signer-name", args.signer_name is not None)], "--format jar")
+    if fmt == "authenticode" and args.sig_alg is not None and SIG_ALGS[args.sig_alg].pss:
+        raise UsageError(f"--sig-alg {args.sig_alg}: {authenticode.NO_PSS}.")
     for flag, value in (("--program-name", args.program_name), ("--program-url", args.program_url)):
         if value is not None and not 0 < len(value) <= authenticode.MAX_OPUS_TEXT:
             raise UsageError(f"{flag} takes 1 to {authenticode.MAX_OPUS_TEXT} characters.")
@@ -196,10 +200,11 @@ def _check_format_options(args: argparse.Namespace, fmt: str) -> None:
             raise UsageError(f"--signer-name {args.signer_name!r}: {exc}.") from exc
 
 
-def _check_embeddable(path: Path, fmt: str) -> None:
-    """Refuse, before anything is signed, a file that is not a PE file or a JAR this CLI can sign."""
+@contextmanager
+def _refusing(path: Path, fmt: str) -> Iterator[None]:
+    """A file that cannot be signed as `fmt`, or read, is a usage error that names it."""
     try:
-        embedded.check(path, fmt)
+        yield
     except ValueError as exc:
         raise UsageError(f"{path}: cannot be signed as {fmt}: {_sentence(exc)}") from exc
     except OSError as exc:
@@ -224,7 +229,8 @@ def _check_key_for_format(keypair: dict[str, Any] | None, fmt: str) -> None:
     if keypair is None or fmt in ("bundle", "raw"):
         return
     if not keypair.get("certificate"):
-        raise UsageError(f"Keypair {keypair.get('alias')} has no certificate, which {fmt} needs: use bundle or raw.")
+        named = {"cms": "CMS", "jar": "a signed JAR"}.get(fmt, fmt.capitalize())
+        raise UsageError(f"Keypair {keypair.get('alias')} has no certificate, which {named} needs: use bundle or raw.")
     if fmt == "authenticode" and keypair.get("algorithm") not in authenticode.KEY_ALGORITHMS:
         raise UsageError(f"Keypair {keypair.get('alias')}: {authenticode.NO_EDDSA}.")
 
@@ -245,15 +251,11 @@ def _prepare(
         return artifacts.prepare(
             path, digest, hash_algorithm=hash_algorithm, fmt=fmt, sig_alg=sig_alg, tool=TOOL, now=now
         )
-    try:
+    with _refusing(path, fmt):
         return embedded.prepare(
             path, fmt, hash_algorithm=hash_algorithm, sig_alg=sig_alg, tool=TOOL, now=now, options=options,
             progress=progress.add_bytes,
         )
-    except ValueError as exc:
-        raise UsageError(f"{path}: cannot be signed as {fmt}: {_sentence(exc)}") from exc
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror or exc}.") from exc
 
 
 def _write_signed_copy(job: embedded.Job, answer: dict[str, Any], target: Path, now: datetime) -> list[Path]:

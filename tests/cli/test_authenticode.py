@@ -180,3 +180,11 @@ def test_the_signature_is_the_last_thing_in_the_file(account: Account, tmp_path:
     assert data[layout.table_offset + 8 :].rstrip(b"\0") == der.rstrip(b"\0")
     parsed = authenticode.read(der)
     assert parsed.image_hash_algorithm == "SHA-256" and parsed.content_digest_ok
+
+
+def test_rsa_pss_is_refused_as_authenticode_verifiers_reject_it(account: Account, tmp_path: Path) -> None:
+    job = embedded.prepare(pe_sample(), "authenticode", hash_algorithm="SHA-256", sig_alg="SHA256withRSA/PSS",
+                           tool="tests", now=NOW, options=embedded.Options())
+    key = rsa.generate_private_key(65537, 2048)
+    with pytest.raises(ValueError, match="rejects RSA-PSS"):
+        embedded.write(job, account.answer(key, job.request, account.issue(key)), tmp_path / "app.exe", now=NOW)

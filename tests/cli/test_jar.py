@@ -210,3 +210,17 @@ def test_archives_that_cannot_be_signed_are_refused(tmp_path: Path) -> None:
     text.write_bytes(b"not a zip at all")
     with pytest.raises(jar.JarError, match="not a ZIP archive"):
         embedded.check(text, "jar")
+
+
+def test_a_file_that_changes_while_it_is_signed_is_not_written(
+    account: Account, unsigned: Path, tmp_path: Path
+) -> None:
+    make_key, sig_alg, hash_algorithm = KEYS["ECDSA"]
+    key = make_key()
+    job = embedded.prepare(unsigned, "jar", hash_algorithm=hash_algorithm, sig_alg=sig_alg, tool="tests", now=NOW,
+                           options=embedded.Options(signer_name="RELEASE"))
+    with zipfile.ZipFile(unsigned, "a") as archive:
+        archive.writestr("com/example/Late.class", b"added after it was read")
+    with pytest.raises(ValueError, match="changed while it was being signed"):
+        embedded.write(job, account.answer(key, job.request, account.issue(key)), tmp_path / "signed.jar", now=NOW)
+    assert not (tmp_path / "signed.jar").exists()

@@ -140,6 +140,10 @@ def test_authenticode_refuses_eddsa_and_files_it_cannot_sign_before_signing(
                  "--program-name needs --format authenticode")
     assert_error(rs("sign", "--keypair", ecdsa, "--format", "jar", "--signer-name", "a.b", str(source)), 2,
                  "--signer-name 'a.b': a signer name is 1 to 8 characters")
+    assert_error(rs("sign", "--keypair", ecdsa, "--format", "authenticode", "--sig-alg", "SHA256withRSA/PSS",
+                    str(source)), 2, "osslsigncode (OpenSSL's PKCS#7) rejects RSA-PSS")
+    assert_error(rs("sign", "--keypair", ecdsa, "--format", "authenticode", "--output-dir", str(tmp_path),
+                    str(source)), 2, "would be replaced (--output-dir is its own folder): give --in-place")
 
 
 @pytest.mark.parametrize("algorithm", sorted(KEYS))
