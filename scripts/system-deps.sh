@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests and the local stack need: Debian's softhsm2 and openssl,
-# chromium for the web console's browser tests (driven by Playwright; never a downloaded browser), and
-# the platforms' own verifiers of signed files: osslsigncode (Authenticode) and a JDK's jarsigner and
-# keytool (JAR). The JDK is the largest: about 115 MB to download, 260 MB installed.
+# Installs the Debian packages rotasign needs: `run` (the local stack: softhsm2, openssl) or `test`
+# (also chromium for the web console's browser tests, driven by Playwright, never a downloaded browser;
+# and the platforms' own verifiers of signed files: osslsigncode for Authenticode, a JDK's jarsigner and
+# keytool for JARs — the JDK is the largest, about 115 MB to download and 260 MB installed).
 set -euo pipefail
+purpose="${1:-test}"
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v osslsigncode >/dev/null 2>&1 || missing+=(osslsigncode)
-{ command -v jarsigner && command -v keytool; } >/dev/null 2>&1 || missing+=(default-jdk-headless)
+if [ "$purpose" = "test" ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v osslsigncode >/dev/null 2>&1 || missing+=(osslsigncode)
+  { command -v jarsigner && command -v keytool; } >/dev/null 2>&1 || missing+=(default-jdk-headless)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -11,9 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from chalicelib.errors import InvalidPaginationToken
 
 TOKEN_LIFETIME_SECONDS = 3600
@@ -53,12 +50,17 @@ def seal(key: bytes, account: str, route: str, filters: dict[str, Any], position
         "e": int(time.time()) + TOKEN_LIFETIME_SECONDS,
     }
     nonce = os.urandom(12)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # only list routes seal tokens
+
     sealed = AESGCM(key).encrypt(nonce, json.dumps(payload, separators=(",", ":")).encode(), _AAD)
     return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
 
 def open_token(key: bytes, token: str, account: str, route: str, filters: dict[str, Any]) -> Any:
     """The position sealed in a token; raises InvalidPaginationToken for anything else."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         if len(raw) < 29:

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.stack import running_stack
 
 REPO = Path(__file__).resolve().parents[2]
 # Guards against a hung install or stack on a loaded machine; not assertions on speed.
@@ -161,33 +161,10 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One local stack (a process of its own, see stack_runner) for the session's CLI tests."""
-    root = tmp_path_factory.mktemp("cli-stack")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROTASIGN_", "SOFTHSM2_"))}
-    env["PYTHONPATH"] = str(REPO)
-    with (root / "stack.err").open("w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.cli.stack_runner", str(root / "state"), str(SCHEDULE_SECONDS)],
-            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-        )
-    lines: queue.Queue[str] = queue.Queue()
-    assert process.stdout is not None
-    threading.Thread(target=lambda: lines.put(process.stdout.readline() if process.stdout else ""), daemon=True).start()
-    try:
-        first = lines.get(timeout=START_TIMEOUT)
-    except queue.Empty:
-        process.kill()
-        pytest.fail(f"the local stack did not start: {(root / 'stack.err').read_text()[-2000:]}")
-    if not first:
-        pytest.fail(f"the local stack exited: {(root / 'stack.err').read_text()[-2000:]}")
-    started = json.loads(first)
-    yield Stack(started["endpoint"], started["api_key"], started["other_api_key"])
-    assert process.stdin is not None
-    process.stdin.close()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    """One local stack (a process of its own: tests/support/stack.py) for the session's CLI tests."""
+    with running_stack(tmp_path_factory.mktemp("cli-stack"), SCHEDULE_SECONDS, "cli", "cli-other") as running:
+        assert running.other_api_key is not None
+        yield Stack(running.endpoint, running.api_key, running.other_api_key)
 
 
 @pytest.fixture

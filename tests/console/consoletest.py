@@ -8,10 +8,6 @@ Content-Security-Policy or Trusted Types violation, a console response without t
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.support.stack import running_stack as stack_process
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "build" / "console-screenshots"
@@ -117,46 +114,11 @@ class _KeepRedirects(urllib.request.HTTPRedirectHandler):
 _NO_REDIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}), _KeepRedirects())
 
 
-def _child_env() -> dict[str, str]:
-    # A fresh shell's view: nothing of this test process's moto, token or settings.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROTASIGN_")) and k != "SOFTHSM2_CONF"}
-    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    return env
-
-
 @contextmanager
 def running_stack(root: Path) -> Iterator[ConsoleStack]:
     """A fresh local stack (its own moto server, SoftHSM token and schedule), state and logs under `root`."""
-    with (root / "stack.err").open("w") as stderr:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).with_name("stack_process.py")),
-                str(root / "state"),
-                str(SCHEDULE_SECONDS),
-            ],
-            cwd=REPO,
-            env=_child_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        assert process.stdout is not None and process.stdin is not None
-        try:
-            ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
-            line = process.stdout.readline() if ready else ""
-            if not line:
-                pytest.fail(f"the local stack did not start: {(root / 'stack.err').read_text()[-3000:]}")
-            info = json.loads(line)
-            yield ConsoleStack(info["endpoint"], info["api_key"])
-        finally:
-            process.stdin.close()  # the stack process stops when its input closes
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with stack_process(root, SCHEDULE_SECONDS, "console-tests") as running:
+        yield ConsoleStack(running.endpoint, running.api_key)
 
 
 @contextmanager
