@@ -3,7 +3,7 @@
 It turns every way a request can fail into a `CliError` with one line to say: the API's error
 bodies into `ApiError` (exit code by status), unreachable hosts, timeouts and TLS failures into
 `UnavailableError`. Answers that say "try again" (429, 503) are retried a few times, as is a
-lost optimistic-lock race (409 `conflict`) on PATCH and DELETE.
+lost race (409 `conflict`) on PATCH, DELETE and a sign request.
 """
 
 from __future__ import annotations
@@ -28,6 +28,15 @@ MAX_PAGE = 500
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_DELAYS = (0.5, 1.0, 2.0)
 MAX_RETRY_AFTER = 10.0
+
+
+def _retries_conflicts(method: str, path: str) -> bool:
+    """Whether a lost race (409 `conflict`) is worth another try: updates, deletions, and signatures.
+
+    A sign request answered `conflict` raced a refresh of the keypair more often than the service
+    retries it itself (a dynamic keypair refreshed while the service is busy); it signed nothing.
+    """
+    return method in ("PATCH", "DELETE") or (method == "POST" and path.endswith("/sign"))
 
 
 def segment(value: str) -> str:
@@ -82,7 +91,7 @@ class Client:
                 return response.body
             error = self._error(response)
             retry = response.status in RETRY_STATUSES or (
-                response.status == 409 and error.code == "conflict" and method in ("PATCH", "DELETE")
+                response.status == 409 and error.code == "conflict" and _retries_conflicts(method, path)
             )
             delay = next(delays, None) if retry else None
             if delay is None:

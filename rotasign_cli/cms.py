@@ -61,8 +61,35 @@ def build(
     timestamp_token: bytes | None,
 ) -> bytes:
     """The DER ContentInfo of a detached SignedData with one signer."""
-    leaf = _asn1_certificate(certificate_pem)
-    digest_algorithm = algos.DigestAlgorithm({"algorithm": hashlib_name(hash_algorithm)})
+    return signed_data(
+        encapsulated={"content_type": "data"},
+        digest_algorithm=algos.DigestAlgorithm({"algorithm": hashlib_name(hash_algorithm)}),
+        signature_algorithm=signature_algorithm(sig_alg),
+        signed_attrs_der=signed_attrs_der,
+        signature=signature,
+        certificate_pem=certificate_pem,
+        chain_pems=chain_pems,
+        unsigned_attrs=[] if timestamp_token is None else [("signature_time_stamp_token", timestamp_token)],
+    )
+
+
+def signed_data(
+    *,
+    encapsulated: Any,
+    digest_algorithm: Any,
+    signature_algorithm: Any,
+    signed_attrs_der: bytes,
+    signature: bytes,
+    certificate_pem: str,
+    chain_pems: list[str],
+    unsigned_attrs: list[tuple[str, bytes]],
+) -> bytes:
+    """The DER ContentInfo of a version 1 SignedData with one signer, named by issuer and serial number.
+
+    `encapsulated` is the content info (its type, and the content unless detached); `unsigned_attrs`
+    holds (attribute type, DER ContentInfo) pairs such as a time-stamp token.
+    """
+    leaf = asn1_certificate(certificate_pem)
     signer: dict[str, Any] = {
         "version": "v1",
         "sid": cms.SignerIdentifier(
@@ -74,24 +101,23 @@ def build(
         ),
         "digest_algorithm": digest_algorithm,
         "signed_attrs": cms.CMSAttributes.load(signed_attrs_der),
-        "signature_algorithm": _signature_algorithm(sig_alg),
+        "signature_algorithm": signature_algorithm,
         "signature": signature,
     }
-    if timestamp_token is not None:
-        token = cms.ContentInfo.load(timestamp_token)
+    if unsigned_attrs:
         signer["unsigned_attrs"] = cms.CMSAttributes(
-            [cms.CMSAttribute({"type": "signature_time_stamp_token", "values": [token]})]
+            [cms.CMSAttribute({"type": kind, "values": [cms.ContentInfo.load(der)]}) for kind, der in unsigned_attrs]
         )
-    signed_data = cms.SignedData(
+    content = cms.SignedData(
         {
             "version": "v1",
             "digest_algorithms": [digest_algorithm],
-            "encap_content_info": {"content_type": "data"},
-            "certificates": [leaf, *(_asn1_certificate(pem) for pem in chain_pems)],
+            "encap_content_info": encapsulated,
+            "certificates": [leaf, *(asn1_certificate(pem) for pem in chain_pems)],
             "signer_infos": [cms.SignerInfo(signer)],
         }
     )
-    der: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    der: bytes = cms.ContentInfo({"content_type": "signed_data", "content": content}).dump()
     return der
 
 
@@ -102,12 +128,14 @@ def _time(moment: datetime) -> Any:
     return cms.Time({kind: moment})
 
 
-def _asn1_certificate(pem: str) -> Any:
+def asn1_certificate(pem: str) -> Any:
+    """The asn1crypto Certificate of a PEM certificate."""
     der = x509.load_pem_x509_certificate(pem.encode("ascii")).public_bytes(serialization.Encoding.DER)
     return asn1_x509.Certificate.load(der)
 
 
-def _signature_algorithm(sig_alg: SigAlg) -> Any:
+def signature_algorithm(sig_alg: SigAlg) -> Any:
+    """The SignerInfo signatureAlgorithm of a SigAlg (RSA-PSS with its parameters)."""
     if sig_alg.key_algorithm == "EdDSA":
         return algos.SignedDigestAlgorithm({"algorithm": "ed25519"})
     assert sig_alg.hash_algorithm is not None
@@ -132,7 +160,7 @@ def _signature_algorithm(sig_alg: SigAlg) -> Any:
 
 @dataclass(frozen=True)
 class SignerView:
-    """What a verifier needs from a detached SignedData with one signer."""
+    """What a verifier needs from a SignedData with one signer."""
 
     hash_algorithm: str
     sig_alg: SigAlg
@@ -144,25 +172,37 @@ class SignerView:
     signer_certificate: x509.Certificate
     certificates: tuple[x509.Certificate, ...]
     timestamp_token: bytes | None
+    encap_content_type: str  # dotted OID
+    encap_content: bytes | None  # the DER of the signed content, when the SignedData embeds it
 
 
-def read(der: bytes) -> SignerView:
-    """Parse a `.p7s`; raises CmsError when it is not a detached SignedData with one signer."""
+def read(
+    der: bytes, *, detached: bool = True, timestamp_attribute: str = "signature_time_stamp_token"
+) -> SignerView:
+    """Parse a SignedData with one signer; raises CmsError when it is not one this CLI can check.
+
+    A `.p7s` is `detached`; an Authenticode signature embeds its content and carries its token under
+    another unsigned attribute.
+    """
     try:
-        return _read(der)
+        return _read(der, detached, timestamp_attribute)
     except CmsError:
         raise
     except Exception as exc:  # asn1crypto parses lazily: malformed input fails anywhere inside
         raise CmsError("not a DER CMS SignedData.") from exc
 
 
-def _read(der: bytes) -> SignerView:
+def _read(der: bytes, detached: bool, timestamp_attribute: str) -> SignerView:
     info = cms.ContentInfo.load(der, strict=True)
     if info["content_type"].native != "signed_data":
         raise CmsError("the CMS content is not SignedData.")
     signed_data = info["content"]
-    if not isinstance(signed_data["encap_content_info"]["content"], core.Void):
+    encapsulated = signed_data["encap_content_info"]
+    embedded = not isinstance(encapsulated["content"], core.Void)
+    if detached and embedded:
         raise CmsError("the CMS signature is not detached (it embeds its content).")
+    if not detached and not embedded:
+        raise CmsError("the signature does not embed the content it signs.")
     signers = signed_data["signer_infos"]
     if len(signers) != 1:
         raise CmsError(f"the CMS signature has {len(signers)} signers; one is expected.")
@@ -190,8 +230,18 @@ def _read(der: bytes) -> SignerView:
         signature=signer["signature"].native,
         signer_certificate=_find_signer(signer["sid"], certificates),
         certificates=certificates,
-        timestamp_token=_timestamp_token(signer["unsigned_attrs"]),
+        timestamp_token=_timestamp_token(signer["unsigned_attrs"], timestamp_attribute),
+        encap_content_type=encapsulated["content_type"].dotted,
+        encap_content=_content_der(encapsulated["content"]) if embedded else None,
     )
+
+
+def _content_der(content: Any) -> bytes:
+    """The DER of embedded content: PKCS#7's ANY (Authenticode) or CMS's OCTET STRING, without [0]."""
+    if isinstance(content, core.Any):
+        der: bytes = content.parse().untag().dump()
+        return der
+    return bytes(content)
 
 
 def _attribute_values(attrs: Any) -> dict[str, list[Any]]:
@@ -247,13 +297,13 @@ def _find_signer(sid: Any, certificates: tuple[x509.Certificate, ...]) -> x509.C
     raise CmsError("the signer's certificate is not in the CMS file.")
 
 
-def _timestamp_token(unsigned: Any) -> bytes | None:
+def _timestamp_token(unsigned: Any, attribute_name: str) -> bytes | None:
     if isinstance(unsigned, core.Void):
         return None
     tokens = [
-        value.dump() for attribute in unsigned if attribute["type"].native == "signature_time_stamp_token"
+        value.dump() for attribute in unsigned if attribute["type"].native == attribute_name
         for value in attribute["values"]
     ]
     if len(tokens) > 1:
-        raise CmsError("the CMS signer carries more than one signature time-stamp token.")
+        raise CmsError("the signer carries more than one signature time-stamp token.")
     return tokens[0] if tokens else None

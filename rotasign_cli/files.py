@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from rotasign_cli.errors import UsageError
 
@@ -33,19 +36,21 @@ def read_bytes(path: Path) -> bytes:
         raise UsageError(f"{path}: {exc.strerror or exc}.") from exc
 
 
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data` so that a reader never sees half a file; raises UsageError.
+@contextmanager
+def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A new file to write that replaces `path` only when the block ends without error; raises UsageError.
 
-    The temporary file is created with mode 0600 (mkstemp), so a secret is never readable by
-    others, even for an instant, when `mode` is 0600.
+    The file is written beside `path` and renamed over it, so that a reader never sees half a file
+    and a failure leaves `path` as it was. It is created with mode 0600 (mkstemp), so a secret is
+    never readable by others, even for an instant, when `mode` is 0600.
     """
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror or exc}.") from exc
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "w+b") as handle:
+            yield handle
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
@@ -54,3 +59,9 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` so that a reader never sees half a file; raises UsageError."""
+    with atomic_output(path, mode) as handle:
+        handle.write(data)

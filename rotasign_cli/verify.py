@@ -1,6 +1,7 @@
-"""Offline verification of a bundle or a detached CMS signature against the account's trust material.
+"""Offline verification of a signature (bundle, detached CMS, Authenticode, JAR) against the account's trust material.
 
-The checks, each reported on its own: the file's digest, the signature by the certificate's key, the
+The checks, each reported on its own: the file's digest (for Authenticode, the PE image digest; for a
+JAR, that the `.SF` covers the manifest and the manifest every entry), the signature by the certificate's key, the
 time-stamp token over the signature value from the account's TSA, the certificate chain to a trusted
 CA at the token's time, the code-signing usage, and that the token's time lies inside the validity of
 every certificate in the chain. The time always comes from the verified token, never from the signer's
@@ -10,7 +11,7 @@ own `signingTime` or the bundle's `signed_at`: a holder of a stolen key can writ
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from rotasign_cli import cms
+from rotasign_cli import authenticode, cms, jar, pe
 from rotasign_cli.algorithms import (
     SigAlg,
     key_algorithm_of,
@@ -65,6 +66,7 @@ class Evidence:
     timestamp_token: bytes | None
     claimed_key_id: str | None = None
     content_type: str | None = None
+    content_check: Check | None = None  # a format's own check of what was signed (Authenticode, JAR)
 
 
 def evidence_from_bundle(bundle: Bundle) -> Evidence:
@@ -105,11 +107,47 @@ def evidence_from_cms(view: cms.SignerView) -> Evidence:
     )
 
 
+def evidence_from_authenticode(path: Path, progress: Callable[[int], None] | None = None) -> Evidence:
+    """The Authenticode signature of a PE file, its image digest checked; raises ValueError when unreadable."""
+    signature = authenticode.read(pe.signature_der(path))
+    algorithm = signature.image_hash_algorithm
+    if not signature.content_digest_ok:
+        check = Check("digest", False, "the signed message digest is not that of the signed SpcIndirectDataContent")
+    elif pe.image_digest(path, algorithm, progress) != signature.image_digest:
+        check = Check("digest", False, f"the {algorithm} Authenticode digest of {path.name} is not the signed one")
+    else:
+        check = Check("digest", True, f"the {algorithm} Authenticode digest of {path.name} is the signed one")
+    return replace(evidence_from_cms(signature.signer), kind="authenticode", content_type=None, content_check=check)
+
+
+def evidence_from_jar_signer(
+    signed: jar.SignedJar, signer: jar.SignerFiles, digests: jar.EntryDigests
+) -> Evidence:
+    """One signer of a JAR, its `.SF`, manifest and entries checked; raises ValueError when unreadable."""
+    view = cms.read(signer.block)
+    evidence = replace(evidence_from_cms(view), kind="jar")
+    if view.content_type != "data":
+        check = Check("digest", False, f"the signed content type is {view.content_type}, not data")
+    elif _digest_of(signer.signature_file, view.hash_algorithm) != view.message_digest:
+        check = Check("digest", False, f"{signer.signature_file_name} is not the signed content")
+    else:
+        ok, detail = jar.check_signer(signed, signer, digests)
+        check = Check("digest", ok, detail)
+    return replace(evidence, content_check=check)
+
+
+def _digest_of(data: bytes, hash_algorithm: str) -> bytes:
+    digest = new_hash(hash_algorithm)
+    digest.update(data)
+    result: bytes = digest.digest()
+    return result
+
+
 def verify(
     path: Path, evidence: Evidence, trust: Trust, progress: Callable[[int], None] | None = None
 ) -> list[Check]:
     """Every check on `path`; all hold exactly when every returned Check is ok."""
-    checks = [_digest(path, evidence, progress), _signature(evidence)]
+    checks = [evidence.content_check or _digest(path, evidence, progress), _signature(evidence)]
     token_check, token_time = _timestamp(evidence, trust)
     checks.append(token_check)
     chain_check, path_certs = _chain(evidence, trust, token_time)

@@ -1,17 +1,18 @@
-"""`rotasign sign` (files, hashed locally while streaming) and `rotasign sign-hash` (a digest)."""
+"""`rotasign sign` (files, hashed locally while streaming; signatures beside them or inside them) and `sign-hash`."""
 
 from __future__ import annotations
 
 import argparse
 import base64
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rotasign_cli import __version__, artifacts
+from rotasign_cli import __version__, artifacts, authenticode, embedded, jar
 from rotasign_cli.algorithms import DIGEST_SIZES, HASH_ALGORITHMS, SIG_ALGS, default_hash_algorithm
-from rotasign_cli.arguments import add_connection_options, add_json_option, digest_value, example
+from rotasign_cli.arguments import add_connection_options, add_json_option, digest_value, example, reject_unless
 from rotasign_cli.client import Client, segment
 from rotasign_cli.cms import ED25519_HASH
 from rotasign_cli.context import Context
@@ -23,6 +24,7 @@ from rotasign_cli.progress import Progress
 
 TOOL = f"rotasign-cli/{__version__}"
 BATCH_SIZE = 100  # the most items one batch sign request may carry
+FORMATS = (*artifacts.FORMATS, *embedded.FORMATS)
 
 
 def register(sub: Any) -> None:
@@ -36,19 +38,39 @@ def register(sub: Any) -> None:
             "  bundle  FILE.rsig.json  digest, signature, certificate and chain, time-stamp token, log id\n"
             "  cms     FILE.p7s        detached CMS/PKCS#7 (openssl cms -verify -binary -inform DER ...)\n"
             "  raw     FILE.sig (signature), FILE.sig.pem (certificate and chain), FILE.sig.tst (RFC 3161 token)\n"
+            "or sign inside each file and write it as NAME.signed.EXT beside it (DIR/NAME.EXT with --output-dir, "
+            "over it with --in-place):\n"
+            "  authenticode  PE files (.exe, .dll, .sys): Authenticode with an RFC 3161 time-stamp (RSA, ECDSA)\n"
+            "  jar           JARs (.jar, .war, .ear): signed as jarsigner signs them, with the time-stamp\n"
             "A progress bar is drawn on a terminal."
         ),
-        epilog=example("rotasign sign --keypair release --format cms dist/*.tar.gz"),
+        epilog=example(
+            "rotasign sign --keypair release --format cms dist/*.tar.gz",
+            "rotasign sign --keypair release --format authenticode --program-name 'Acme App' dist/app.exe",
+        ),
     )
     add_connection_options(parser)
     add_json_option(parser)
     parser.add_argument("files", nargs="+", metavar="FILE", type=Path)
     _signing_options(parser)
     parser.add_argument(
-        "--format", choices=artifacts.FORMATS, default="bundle", help="what to write per file (default: bundle)"
+        "--format", choices=FORMATS, default="bundle", help="what to write per file (default: bundle)"
+    )
+    outputs = parser.add_mutually_exclusive_group()
+    outputs.add_argument(
+        "--output-dir", type=Path, metavar="DIR", help="write the signature files (or signed copies) into DIR"
+    )
+    outputs.add_argument(
+        "--in-place", action="store_true", help="authenticode, jar: replace each file with its signed copy"
     )
     parser.add_argument(
-        "--output-dir", type=Path, metavar="DIR", help="write the signature files into DIR instead of beside each file"
+        "--program-name", metavar="TEXT", help="authenticode: the program's name that Windows shows (SpcSpOpusInfo)"
+    )
+    parser.add_argument("--program-url", metavar="URL", help="authenticode: a URL about the program (SpcSpOpusInfo)")
+    parser.add_argument(
+        "--signer-name", metavar="NAME",
+        help="jar: the signer's file names META-INF/NAME.SF and .RSA/.EC, 1-8 of A-Z 0-9 _ - "
+        "(default: from the keypair's alias, as jarsigner names a signer after its key alias)",
     )
     parser.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
     parser.set_defaults(func=sign)
@@ -74,7 +96,7 @@ def _signing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keypair", "-k", required=True, metavar="KEYPAIR", help="alias or id of the keypair")
     parser.add_argument(
         "--hash-algorithm", choices=HASH_ALGORITHMS,
-        help="default: SHA-384 for P-384, SHA-512 for P-521 and for Ed25519 CMS, else SHA-256",
+        help="default: SHA-384 for P-384, SHA-512 for P-521 and for Ed25519 CMS and JAR, else SHA-256",
     )
     parser.add_argument(
         "--sig-alg", choices=sorted(SIG_ALGS), metavar="SIG_ALG",
@@ -94,39 +116,52 @@ def _check_choice(keypair: dict[str, Any] | None, hash_algorithm: str, sig_alg: 
 
 def sign(args: argparse.Namespace, ctx: Context) -> int:
     """Hash, sign in batches, write the outputs; one line (or one JSON item) per file."""
+    fmt = args.format
+    embedding = fmt in embedded.FORMATS
+    _check_format_options(args, fmt)
     files = [Path(p) for p in args.files]
     sizes = [check_readable(path) for path in files]
     output_dir: Path | None = args.output_dir
     if output_dir is not None and not output_dir.is_dir():
         raise UsageError(f"{output_dir}: not a directory.")
-    bases = [artifacts.output_base(path, output_dir) for path in files]
-    if len({base.resolve() for base in bases}) != len(bases):
-        raise UsageError("Two FILEs would write the same signature file (a file twice, or one name in --output-dir).")
+    if embedding:
+        for path in files:  # before anything is signed
+            with _refusing(path, fmt):
+                embedded.check(path, fmt)
+        targets = [_signed_copy(path, output_dir, in_place=args.in_place) for path in files]
+    else:
+        targets = [artifacts.output_base(path, output_dir) for path in files]
+    replaced = [path for path, target in zip(files, targets, strict=True) if target.resolve() == path.resolve()]
+    if embedding and replaced and not args.in_place:
+        raise UsageError(f"{replaced[0]} would be replaced (--output-dir is its own folder): give --in-place.")
+    if len({target.resolve() for target in targets}) != len(targets):
+        kind = "signed file" if embedding else "signature file"
+        raise UsageError(f"Two FILEs would write the same {kind} (a file twice, or one name in --output-dir).")
 
     client = ctx.client()
     keypair = _keypair(client, args.keypair)
-    fmt = args.format
     hash_algorithm = _hash_algorithm(args.hash_algorithm, keypair, fmt)
     _check_choice(keypair, hash_algorithm, args.sig_alg)
-    if fmt == "cms" and keypair is not None and not keypair.get("certificate"):
-        raise UsageError(f"Keypair {keypair.get('alias')} has no certificate, which CMS needs: use bundle or raw.")
+    _check_key_for_format(keypair, fmt)
+    signer_name = _signer_name(args, keypair) if fmt == "jar" else None
+    options = embedded.Options(args.program_name, args.program_url, signer_name)
     account_id = _account_id(client) if fmt == "bundle" else None
     keypair_ref = str(keypair["id"]) if keypair is not None else args.keypair
 
     progress = Progress.for_terminal(sum(sizes), len(files), wanted=not args.no_progress)
     report: list[dict[str, Any]] = []
     try:
-        for chunk in _chunks(list(zip(files, bases, strict=True)), BATCH_SIZE):
+        for chunk in _chunks(list(zip(files, targets, strict=True)), BATCH_SIZE):
+            now = datetime.now(UTC)
             prepared = [
-                artifacts.prepare(
-                    path, hash_file(path, hash_algorithm, progress.add_bytes), hash_algorithm=hash_algorithm,
-                    fmt=fmt, sig_alg=args.sig_alg, tool=TOOL, now=datetime.now(UTC),
-                )
-                for path, _ in chunk
+                _prepare(path, fmt, hash_algorithm, args.sig_alg, now, options, progress) for path, _ in chunk
             ]
             answers = _sign_batch(client, keypair_ref, [p.request for p in prepared])
-            for (path, base), item, answer in zip(chunk, prepared, answers, strict=True):
-                written = _write(item, answer, base, fmt, account_id)
+            for (path, target), item, answer in zip(chunk, prepared, answers, strict=True):
+                if isinstance(item, embedded.Job):
+                    written = _write_signed_copy(item, answer, target, now)
+                else:
+                    written = _write(item, answer, target, fmt, account_id)
                 progress.add_files(1)
                 line = _line(path, written, answer)
                 report.append(_entry(path, written, item, answer, fmt))
@@ -138,6 +173,97 @@ def sign(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         print_json(report)
     return 0
+
+
+def _check_format_options(args: argparse.Namespace, fmt: str) -> None:
+    """Flags that belong to other formats are errors, not ignored."""
+    if fmt not in embedded.FORMATS:
+        reject_unless([("--in-place", args.in_place)], "--format authenticode or jar")
+    if fmt != "authenticode":
+        reject_unless(
+            [("--program-name", args.program_name is not None), ("--program-url", args.program_url is not None)],
+            "--format authenticode",
+        )
+    if fmt != "jar":
+        reject_unless([("--signer-name", args.signer_name is not None)], "--format jar")
+    if fmt == "authenticode" and args.sig_alg is not None and SIG_ALGS[args.sig_alg].pss:
+        raise UsageError(f"--sig-alg {args.sig_alg}: {authenticode.NO_PSS}.")
+    for flag, value in (("--program-name", args.program_name), ("--program-url", args.program_url)):
+        if value is not None and not 0 < len(value) <= authenticode.MAX_OPUS_TEXT:
+            raise UsageError(f"{flag} takes 1 to {authenticode.MAX_OPUS_TEXT} characters.")
+    if args.program_url is not None and not args.program_url.isascii():
+        raise UsageError("--program-url must be ASCII (an IA5String), e.g. https://example.com/app.")
+    if args.signer_name is not None:
+        try:
+            jar.check_signer_name(args.signer_name)
+        except ValueError as exc:
+            raise UsageError(f"--signer-name {args.signer_name!r}: {exc}.") from exc
+
+
+@contextmanager
+def _refusing(path: Path, fmt: str) -> Iterator[None]:
+    """A file that cannot be signed as `fmt`, or read, is a usage error that names it."""
+    try:
+        yield
+    except ValueError as exc:
+        raise UsageError(f"{path}: cannot be signed as {fmt}: {_sentence(exc)}") from exc
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}.") from exc
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc).rstrip(".")
+    return f"{text}."
+
+
+def _signed_copy(path: Path, output_dir: Path | None, *, in_place: bool) -> Path:
+    """Where a file's signed copy goes: over it, into `output_dir` under its name, or beside it as NAME.signed.EXT."""
+    if in_place:
+        return path
+    if output_dir is not None:
+        return output_dir / path.name
+    return path.with_name(f"{path.stem}.signed{path.suffix}")
+
+
+def _check_key_for_format(keypair: dict[str, Any] | None, fmt: str) -> None:
+    if keypair is None or fmt in ("bundle", "raw"):
+        return
+    if not keypair.get("certificate"):
+        named = {"cms": "CMS", "jar": "a signed JAR"}.get(fmt, fmt.capitalize())
+        raise UsageError(f"Keypair {keypair.get('alias')} has no certificate, which {named} needs: use bundle or raw.")
+    if fmt == "authenticode" and keypair.get("algorithm") not in authenticode.KEY_ALGORITHMS:
+        raise UsageError(f"Keypair {keypair.get('alias')}: {authenticode.NO_EDDSA}.")
+
+
+def _signer_name(args: argparse.Namespace, keypair: dict[str, Any] | None) -> str:
+    if args.signer_name is not None:
+        return jar.check_signer_name(args.signer_name)  # checked with the other flags
+    alias = keypair.get("alias") if keypair is not None else None
+    return jar.signer_name_from_alias(str(alias or args.keypair))
+
+
+def _prepare(
+    path: Path, fmt: str, hash_algorithm: str, sig_alg: str | None, now: datetime, options: embedded.Options,
+    progress: Progress,
+) -> artifacts.Prepared | embedded.Job:
+    if fmt not in embedded.FORMATS:
+        digest = hash_file(path, hash_algorithm, progress.add_bytes)
+        return artifacts.prepare(
+            path, digest, hash_algorithm=hash_algorithm, fmt=fmt, sig_alg=sig_alg, tool=TOOL, now=now
+        )
+    with _refusing(path, fmt):
+        return embedded.prepare(
+            path, fmt, hash_algorithm=hash_algorithm, sig_alg=sig_alg, tool=TOOL, now=now, options=options,
+            progress=progress.add_bytes,
+        )
+
+
+def _write_signed_copy(job: embedded.Job, answer: dict[str, Any], target: Path, now: datetime) -> list[Path]:
+    try:
+        embedded.write(job, answer, target, now=now)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CliError(f"{job.path}: the service's answer cannot be written as {job.fmt}: {_sentence(exc)}") from exc
+    return [target]
 
 
 def _keypair(client: Client, ref: str) -> dict[str, Any] | None:
@@ -152,12 +278,13 @@ def _keypair(client: Client, ref: str) -> dict[str, Any] | None:
 
 
 def _hash_algorithm(chosen: str | None, keypair: dict[str, Any] | None, fmt: str) -> str:
+    cms_based = fmt in ("cms", "jar")  # formats whose signer is a CMS SignerInfo, where Ed25519 means SHA-512
     if keypair is None:
         # Unknown key type: SHA-512 suits every key in CMS (Ed25519 requires it), SHA-256 is the API's default.
-        return chosen or (ED25519_HASH if fmt == "cms" else "SHA-256")
-    if fmt == "cms" and keypair.get("algorithm") == "EdDSA":
+        return chosen or (ED25519_HASH if cms_based else "SHA-256")
+    if cms_based and keypair.get("algorithm") == "EdDSA":
         if chosen not in (None, ED25519_HASH):
-            raise UsageError(f"Ed25519 CMS signatures use {ED25519_HASH} (RFC 8419), not {chosen}.")
+            raise UsageError(f"Ed25519 {fmt.upper()} signatures use {ED25519_HASH} (RFC 8419), not {chosen}.")
         return ED25519_HASH
     return chosen or default_hash_algorithm(keypair)
 
@@ -209,7 +336,7 @@ def _line(path: Path, written: list[Path], answer: dict[str, Any]) -> str:
 
 
 def _entry(
-    path: Path, written: list[Path], item: artifacts.Prepared, answer: dict[str, Any], fmt: str
+    path: Path, written: list[Path], item: artifacts.Prepared | embedded.Job, answer: dict[str, Any], fmt: str
 ) -> dict[str, Any]:
     return {
         "file": str(path),

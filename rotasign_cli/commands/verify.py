@@ -1,4 +1,4 @@
-"""`rotasign verify`: check a file's bundle or CMS signature offline, against the account's trust material."""
+"""`rotasign verify`: check a file's signature (bundle, CMS, Authenticode, JAR) offline against the account's CAs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rotasign_cli import bundle, cms, trust, verify
+from rotasign_cli import bundle, cms, jar, pe, trust, verify, ziparchive
 from rotasign_cli.arguments import add_connection_options, add_json_option, example
 from rotasign_cli.client import segment
 from rotasign_cli.context import Context
@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     """Add `verify`."""
     parser = sub.add_parser(
         "verify",
-        help="verify a file's signature offline (bundle or CMS)",
+        help="verify a file's signature offline (bundle, CMS, Authenticode, JAR)",
         description=(
             "Check, without the service: the file's digest; the signature by the certificate's key; the "
             "time-stamp token over the signature, from the account's TSA; the chain to a trusted CA at the "
@@ -33,9 +33,15 @@ def register(sub: Any) -> None:
             "validity. The signer's own signing time is never used. Prints each check; exits 0 only when all "
             "hold, 1 when one fails.\n"
             "Trust comes from --ca (a PEM file from `rotasign ca get`) or --account (the account's public "
-            "trust route). Without --bundle or --cms, FILE.rsig.json or else FILE.p7s is used."
+            "trust route). Without --bundle, --cms or --embedded, FILE.rsig.json or else FILE.p7s is used, "
+            "and without either the signature inside FILE: Authenticode for a PE file (.exe, .dll, ...), "
+            "every signer's (or --signer's) for a JAR. For a JAR, `digest` means that the signer's .SF is "
+            "what was signed, that it covers the manifest, and that the manifest holds the digest of every entry."
         ),
-        epilog=example("rotasign verify app.tar.gz --cms app.tar.gz.p7s --ca ca.pem"),
+        epilog=example(
+            "rotasign verify app.tar.gz --cms app.tar.gz.p7s --ca ca.pem",
+            "rotasign verify app.exe --ca ca.pem && rotasign verify app.jar --ca ca.pem --signer RELEASE",
+        ),
     )
     add_connection_options(parser)
     add_json_option(parser)
@@ -43,6 +49,13 @@ def register(sub: Any) -> None:
     signature = parser.add_mutually_exclusive_group()
     signature.add_argument("--bundle", type=Path, metavar="B", help="a FILE.rsig.json bundle")
     signature.add_argument("--cms", type=Path, metavar="C", help="a detached CMS signature FILE.p7s (DER)")
+    signature.add_argument(
+        "--embedded", action="store_true",
+        help="the signature inside FILE (Authenticode or JAR), even when a bundle or .p7s lies beside it",
+    )
+    parser.add_argument(
+        "--signer", metavar="NAME", help="for a JAR signed more than once: check only this signer (its .SF name)"
+    )
     anchors = parser.add_mutually_exclusive_group(required=True)
     anchors.add_argument("--ca", type=Path, metavar="CA.pem", help="trusted CA (and TSA) certificates, PEM")
     anchors.add_argument(
@@ -60,27 +73,63 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("--include-test goes with --account (a --ca file trusts whatever it holds).")
     check_readable(args.file)
     signature_path, kind = _signature_file(args)
-    data = read_bytes(signature_path)
+    if args.signer is not None and kind != "jar":
+        raise UsageError("--signer goes with a JAR.")
+    data = read_bytes(signature_path) if kind in ("bundle", "cms") else None
     trusted = _trust(args, ctx)
-    try:
-        evidence = _evidence(kind, data)
-    except (bundle.BundleError, cms.CmsError, ValueError) as exc:
-        checks = [verify.Check("format", False, f"{signature_path} is not a valid {kind}: {exc}")]
-    else:
-        checks = [verify.Check("format", True, f"{signature_path} ({kind})")]
-        checks += verify.verify(args.file, evidence, trusted)
-    rows = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
-    verified = all(c.ok for c in checks)
+    rows: list[dict[str, Any]] = []
+    for signer, checks in _check(args, signature_path, kind, data, trusted):
+        rows += [{"name": c.name, "ok": c.ok, "detail": c.detail, **({"signer": signer} if signer else {})}
+                 for c in checks]
+    verified = all(row["ok"] for row in rows)
     if ctx.json:
         print_json({"file": str(args.file), "signature": str(signature_path), "verified": verified, "checks": rows})
     else:
         print(render_table(COLUMNS, rows))
     if not verified:
-        failed = ", ".join(c.name for c in checks if not c.ok)
+        failed = ", ".join(dict.fromkeys(row["name"] for row in rows if not row["ok"]))
         raise VerificationFailed(f"{args.file}: verification failed ({failed}).")
     if not ctx.json:
         print(f"Verified: {args.file}")
     return 0
+
+
+def _check(
+    args: argparse.Namespace, signature_path: Path, kind: str, data: bytes | None, trusted: trust.Trust
+) -> list[tuple[str | None, list[verify.Check]]]:
+    """The checks of each signature: one for a file, one per signer of a JAR."""
+    if kind == "jar":
+        return _check_jar(args.file, args.signer, trusted)
+    try:
+        evidence = _evidence(kind, args.file, data)
+    except (bundle.BundleError, cms.CmsError, ValueError) as exc:
+        return [(None, [verify.Check("format", False, f"{signature_path} is not a valid {kind}: {exc}")])]
+    described = "Authenticode signature inside it" if kind == "authenticode" else kind
+    checks = [verify.Check("format", True, f"{signature_path} ({described})")]
+    return [(None, checks + verify.verify(args.file, evidence, trusted))]
+
+
+def _check_jar(path: Path, wanted: str | None, trusted: trust.Trust) -> list[tuple[str | None, list[verify.Check]]]:
+    try:
+        signed = jar.read_signed(path)
+    except jar.JarError as exc:
+        return [(None, [verify.Check("format", False, f"{path} is not a signed JAR: {exc}")])]
+    signers = [s for s in signed.signers if wanted is None or s.name.upper() == wanted.upper()]
+    if not signers:
+        names = ", ".join(s.name for s in signed.signers)
+        raise UsageError(f"{path} has no signer {wanted} (its signers: {names}).")
+    digests = jar.EntryDigests(signed.archive)
+    results: list[tuple[str | None, list[verify.Check]]] = []
+    for signer in signers:
+        files = f"{signer.signature_file_name}, {signer.block_name}"
+        try:
+            evidence = verify.evidence_from_jar_signer(signed, signer, digests)
+        except (cms.CmsError, ValueError) as exc:
+            results.append((signer.name, [verify.Check("format", False, f"{files}: not a signature block: {exc}")]))
+            continue
+        checks = [verify.Check("format", True, f"{path} (jar signer {signer.name}: {files})")]
+        results.append((signer.name, checks + verify.verify(path, evidence, trusted)))
+    return results
 
 
 def _signature_file(args: argparse.Namespace) -> tuple[Path, str]:
@@ -88,14 +137,26 @@ def _signature_file(args: argparse.Namespace) -> tuple[Path, str]:
         return args.bundle, "bundle"
     if args.cms is not None:
         return args.cms, "cms"
-    for suffix, kind in ((bundle.SUFFIX, "bundle"), (cms.SUFFIX, "cms")):
-        candidate = args.file.with_name(args.file.name + suffix)
-        if candidate.is_file():
-            return candidate, kind
-    raise UsageError(f"No {args.file.name}{bundle.SUFFIX} or {args.file.name}{cms.SUFFIX}: give --bundle or --cms.")
+    if not args.embedded:
+        for suffix, kind in ((bundle.SUFFIX, "bundle"), (cms.SUFFIX, "cms")):
+            candidate = args.file.with_name(args.file.name + suffix)
+            if candidate.is_file():
+                return candidate, kind
+    if pe.is_pe(args.file):
+        return args.file, "authenticode"
+    if ziparchive.is_zip(args.file):
+        return args.file, "jar"
+    if args.embedded:
+        raise UsageError(f"{args.file} is neither a PE file nor a JAR: it cannot carry a signature inside.")
+    raise UsageError(
+        f"No {args.file.name}{bundle.SUFFIX} or {args.file.name}{cms.SUFFIX}, and {args.file.name} is neither a "
+        "PE file nor a JAR: give --bundle or --cms."
+    )
 
 
-def _evidence(kind: str, data: bytes) -> verify.Evidence:
+def _evidence(kind: str, path: Path, data: bytes | None) -> verify.Evidence:
+    if kind == "authenticode" or data is None:
+        return verify.evidence_from_authenticode(path)
     if kind == "bundle":
         return verify.evidence_from_bundle(bundle.Bundle.from_json(data))
     return verify.evidence_from_cms(cms.read(data))

@@ -56,6 +56,18 @@ def table(text: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
 
 
+def checks(result: Result) -> dict[str, str]:
+    """`rotasign verify`'s table as {check: result} (for a JAR with several signers, the last one's)."""
+    return {row[0]: row[1] for row in table(result.out)[1:] if len(row) >= 2 and row[0] != "Verified:"}
+
+
+def flip_byte(path: Path, offset: int = 1000) -> None:
+    """Change one byte of a file in place."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def assert_error(result: Result, code: int, *fragments: str) -> str:
     """Exit `code`, and exactly one line on stderr, `rotasign: error: ...`, with each fragment; no traceback."""
     assert result.code == code, f"exit {result.code}, expected {code}: {result.out}\n{result.err}"
@@ -160,3 +172,11 @@ def rs(cli: Cli, stack: Stack) -> Cli:
     """The installed CLI pointed at the stack's first account through ROTASIGN_ENDPOINT / ROTASIGN_API_KEY."""
     cli.env.update(ROTASIGN_ENDPOINT=stack.endpoint, ROTASIGN_API_KEY=stack.api_key)
     return cli
+
+
+@pytest.fixture
+def ca_pem(rs: Cli, tmp_path: Path) -> Path:
+    """The account's trust material, as `rotasign ca get` writes it."""
+    path = tmp_path / "ca.pem"
+    assert rs("ca", "get", "--output", str(path)).ok().out == f"Wrote {path} (production CA, TSA)\n"
+    return path

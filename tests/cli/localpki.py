@@ -6,15 +6,17 @@ without a running stack, so that the CLI's formats and checks can be tested case
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from chalicelib.keys.algorithms import PrivateKey
+from chalicelib.keys.algorithms import SIG_ALGS, PrivateKey, sign
 from chalicelib.pki.certificates import issue_keypair_certificate, issue_tsa_certificate, make_ca_certificate
 from chalicelib.pki.tsa import TimeStampAuthority
 
@@ -65,3 +67,21 @@ class Account:
         """The token the sign path adds: over SHA-256 of the signature value, at time `at`."""
         authority = TimeStampAuthority(self.tsa_key, self.tsa, chain=[self.ca], clock=lambda: at)
         return authority.stamp(hashlib.sha256(signature).digest())
+
+    def answer(self, key: PrivateKey, request: dict[str, Any], certificate: x509.Certificate,
+               at: datetime = NOW + timedelta(minutes=1)) -> dict[str, Any]:
+        """The service's answer to a sign request that sends `message`, made with the service's own signing code."""
+        message = base64.b64decode(request["message"])
+        sig_alg = SIG_ALGS[request["sig_alg"]]
+        data = message if sig_alg.algorithm == "EdDSA" else hashlib.new(sig_alg.hash().name, message).digest()
+        signature = sign(key, sig_alg, data)
+        return {
+            "signature": base64.b64encode(signature).decode(), "sig_alg": sig_alg.name,
+            "certificate": {"pem": pem(certificate)}, "chain": [pem(self.ca)],
+            "timestamp_token": base64.b64encode(self.stamp(signature, at)).decode(),
+        }
+
+
+def pem(certificate: x509.Certificate) -> str:
+    """A certificate as PEM text."""
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")

@@ -166,6 +166,19 @@ def test_an_unavailable_service_is_retried_then_exits_5(cli: Cli, scripted: Any)
     assert_error(cli("keypair", "ls", "--endpoint", scripted.endpoint, "--api-key", "rsk_x_y"), 5, "429 throttled")
 
 
+def test_a_signature_that_raced_a_refresh_is_retried(cli: Cli, scripted: Any, tmp_path: Path) -> None:
+    raced = _error_body("conflict", "The keypair changed while signing; try again.")
+    scripted.routes = {
+        ("GET", "/api/v1/keypairs/release"): (403, _error_body("forbidden", "Missing permission view_keypair."), {}),
+        ("POST", "/api/v1/keypairs/release/sign"): (409, raced, {"Content-Type": "application/json"}),
+    }
+    target = tmp_path / "app.bin"
+    target.write_bytes(b"release")
+    result = cli("sign", "--keypair", "release", str(target), "--endpoint", scripted.endpoint, "--api-key", "rsk_x_y")
+    assert_error(result, 2, "The keypair changed while signing; try again (409 conflict)")
+    assert [r[:2] for r in scripted.requests].count(("POST", "/api/v1/keypairs/release/sign")) == 4  # 3 retries
+
+
 def test_an_endpoint_that_is_not_rotasign(cli: Cli, scripted: Any) -> None:
     scripted.script = (404, "<html>Not Found</html>", {"Content-Type": "text/html"})
     assert_error(cli("keypair", "ls", "--endpoint", scripted.endpoint, "--api-key", "rsk_x_y"), 4,

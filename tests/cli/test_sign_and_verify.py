@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
-from tests.cli.conftest import Cli, Stack, assert_error, table
+from tests.cli.conftest import Cli, Stack, assert_error, checks, flip_byte
 from tests.support.openssl import openssl
 
 pytestmark = pytest.mark.e2e
@@ -52,31 +52,11 @@ def keypairs(stack: Stack, installed: tuple[Path, Path], tmp_path_factory: pytes
     return aliases
 
 
-@pytest.fixture
-def ca_pem(rs: Cli, tmp_path: Path) -> Path:
-    """The account's trust material, as `rotasign ca get` writes it."""
-    path = tmp_path / "ca.pem"
-    assert rs("ca", "get", "--output", str(path)).ok().out == f"Wrote {path} (production CA, TSA)\n"
-    return path
-
-
 def artifact(tmp_path: Path, name: str = "app.bin", size: int = 200_000) -> Path:
     """A file to sign."""
     path = tmp_path / name
     path.write_bytes(secrets.token_bytes(size))
     return path
-
-
-def flip_byte(path: Path, offset: int = 1000) -> None:
-    """Change one byte of a file in place."""
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x01
-    path.write_bytes(bytes(data))
-
-
-def checks(result: Any) -> dict[str, str]:
-    """`rotasign verify`'s table as {check: result}."""
-    return {row[0]: row[1] for row in table(result.out)[1:] if len(row) >= 2 and row[0] != "Verified:"}
 
 
 @pytest.mark.parametrize("algorithm", sorted(KEYS))
