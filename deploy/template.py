@@ -288,14 +288,14 @@ def policy(settings: Settings, functions: list[Function]) -> dict[str, Any]:
                                    f"secret:{settings.hsm_pin_secret}-??????"})
     statements = [
         {"Sid": "StateTables", "Effect": "Allow", "Action": list(STATE_ACTIONS), "Resource": arns(state)},
-        {"Sid": "TreeTiles", "Effect": "Allow", "Action": ["dynamodb:BatchWriteItem"],
-         "Resource": arns(BATCH_WRITTEN)},
         {"Sid": "AppendOnlyLogs", "Effect": "Allow", "Action": list(LOG_ACTIONS),
          "Resource": arns(t for t in MODELS if t in LOG_TABLES)},
         {"Sid": "EnvelopeKey", "Effect": "Allow", "Action": list(KMS_ACTIONS),
          "Resource": [{"Fn::GetAtt": ["EnvelopeKey", "Arn"]}]},
         {"Sid": "RefreshQueue", "Effect": "Allow", "Action": list(QUEUE_ACTIONS),
          "Resource": [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}]},
+        {"Sid": "TreeTiles", "Effect": "Allow", "Action": ["dynamodb:BatchWriteItem"],
+         "Resource": arns(BATCH_WRITTEN)},
         {"Sid": "Secrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": secrets},
         {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": [{"Fn::GetAtt": [f"{f.logical_id}LogGroup", "Arn"]} for f in functions]},

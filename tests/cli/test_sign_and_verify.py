@@ -127,7 +127,10 @@ def test_ed25519_cms_follows_rfc_8419(rs: Cli, keypairs: dict[str, str], ca_pem:
     assert attrs["content_type"] == "data"
     assert attrs["message_digest"] == hashlib.sha512(target.read_bytes()).digest()
     assert "signing_time" in attrs
-    certificate = x509.load_der_x509_certificate(signed_data["certificates"][0].chosen.dump())
+    # `certificates` is a SET OF (DER sorts it): the signer's is the one its sid names.
+    sid = signer["sid"].chosen
+    certificate = next(x509.load_der_x509_certificate(c.chosen.dump()) for c in signed_data["certificates"]
+                       if c.chosen.issuer == sid["issuer"] and c.chosen.serial_number == sid["serial_number"].native)
     public_key = certificate.public_key()
     assert isinstance(public_key, ed25519.Ed25519PublicKey)
     stored = signer["signed_attrs"].dump()

@@ -128,7 +128,7 @@ def test_bootstrap_writes_the_account_its_authorities_and_audit_entries(deps: An
     assert UserModel.get(result.account_id, result.user_id).roles == ["admin"]
     materials = {m.id for m in KeyMaterialModel.scan(KeyMaterialModel.account == result.account_id)}
     assert materials == {f"{result.account_id}/ca/production", f"{result.account_id}/ca/test",
-                         f"{result.account_id}/tsa"}
+                         f"{result.account_id}/tsa", f"{result.account_id}/log"}  # the transparency-log key
     entries = {(e.type, e.action, e.actor, e.outcome) for e in AuditLogModel.query(result.account_id)}
     assert entries == {
         ("account", "create", "system:bootstrap", "success"),
