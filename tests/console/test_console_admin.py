@@ -13,6 +13,8 @@ import base64
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.console.consoletest import ConsoleStack, new_page, screenshot, sign_in
+from tests.console.consoletest import REPO, ConsoleStack, new_page, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -316,7 +318,9 @@ def test_a_release_window_shows_its_budget_used_after_signing(page: Page, consol
     assert kp["id"]
 
 
-def test_a_signature_log_entry_shows_its_proof_pending_then_included(page: Page, console_stack: ConsoleStack) -> None:
+def test_a_signature_log_entry_shows_its_proof_pending_then_included(
+    page: Page, console_stack: ConsoleStack, tmp_path: Path
+) -> None:
     console_stack.api("POST", "keypairs", {"alias": "logged-signer", "type": "static", "algorithm": "ECDSA",
                                            "curve": "P-256", "storage": "disk"}, 201)
     signed = console_stack.api("POST", "keypairs/logged-signer/sign", _sign_body("logged.bin"))
@@ -340,10 +344,26 @@ def test_a_signature_log_entry_shows_its_proof_pending_then_included(page: Page,
     assert proof["tree_size"] >= shown > int(_field_value(page, "Leaf index")) == proof["leaf_index"]
     assert _field_value(page, "Proof status") == "Included"
     screenshot(page, "22-signature-proof-included")
-    with page.expect_download() as got:
-        section.get_by_role("button", name="Download proof (JSON)").click()
-    downloaded = json.loads(Path(got.value.path()).read_text())
-    assert downloaded["leaf_index"] == proof["leaf_index"]
+
+    # The two downloads verify offline, with the account's public trust file, in the outside verifier.
+    files = {}
+    for name in ("proof", "entry"):
+        with page.expect_download() as got:
+            section.get_by_role("button", name=f"Download {name} (JSON)").click()
+        files[name] = tmp_path / got.value.suggested_filename
+        got.value.save_as(files[name])
+    assert json.loads(files["proof"].read_text())["leaf_index"] == proof["leaf_index"]
+    account_id = console_stack.api("GET", "me")["account"]["id"]
+    status, _, trust = console_stack.get(f"/api/v1/trust/{account_id}")
+    assert status == 200
+    (tmp_path / "trust.json").write_bytes(trust)
+    verified = subprocess.run(
+        [sys.executable, "-m", "rotasign_cli.transparency", "inclusion", "--trust", str(tmp_path / "trust.json"),
+         "--log", "signatures", "--proof", str(files["proof"]), "--entry", str(files["entry"])],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert entry_id in verified.stdout
 
 
 def test_names_are_text_on_the_administration_pages(page: Page, console_stack: ConsoleStack, teams_on: None) -> None:
