@@ -270,6 +270,10 @@ def test_groups_teams_profiles_and_a_restricted_keypair_through_the_forms(
         assert (kp["team_id"], kp["profile_id"], kp["access"]) == (team["id"], profile["id"], "restricted")
         assert (kp["allowed_users"], kp["allowed_groups"]) == ([ada["id"]], [group["id"]])
         assert (kp["type"], kp["algorithm"], kp["curve"], kp["storage"]) == ("dynamic", "ECDSA", "P-384", "hsm")
+        # Its page names them as people know them.
+        shown = {term: _field_value(page, term) for term in ("Team", "Profile", "Allowed users", "Allowed user groups")}
+        assert shown == {"Team": "Platform", "Profile": "Release EC", "Allowed users": "Ada",
+                         "Allowed user groups": "Release managers"}
 
         # What the service refuses lands on the field it names.
         page.goto(f"{console_stack.console_url}#/admin/teams/new")
