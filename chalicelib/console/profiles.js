@@ -58,6 +58,18 @@ export const profileRoutes = resourcePages({
       const value = profile && profile[name] !== null && profile[name] !== undefined ? String(profile[name]) : "";
       fields[name] = selectField({ name, label: LABELS[name], value, options: [NOT_SET, ...choices] });
     }
+    // As in Create keypair: the size is RSA's, the curve ECDSA's or EdDSA's (always Ed25519).
+    const applyAlgorithm = () => {
+      const algorithm = fields.algorithm.value();
+      fields.key_size.show(algorithm === "RSA" || algorithm === "");
+      fields.curve.show(algorithm !== "RSA");
+      if (algorithm !== "RSA" && algorithm !== "") fields.key_size.set("");
+      if (algorithm === "RSA") fields.curve.set("");
+      const curves = algorithm === "EdDSA" ? [["Ed25519", "Ed25519"]] : algorithm === "ECDSA" ? CHOICES.curve.slice(0, 3) : CHOICES.curve;
+      fields.curve.setOptions(algorithm === "EdDSA" ? curves : [NOT_SET, ...curves], fields.curve.value());
+    };
+    fields.algorithm.control.addEventListener("change", applyAlgorithm);
+    applyAlgorithm();
     fields.team_ids = checkboxList({ name: "team_ids", legend: "Teams", items: teams.map((t) => [t.id, t.name || t.id]), empty: "No teams yet." });
     fields.team_ids.set(profile?.team_ids || []);
     fields.team_ids.show(teamsOn);

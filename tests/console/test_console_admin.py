@@ -238,6 +238,9 @@ def test_groups_teams_profiles_and_a_restricted_keypair_through_the_forms(
         page.get_by_label("Profile name").fill("Release EC")
         page.get_by_label("Fixed").check()
         page.get_by_label("Keypair type").select_option("dynamic")
+        page.get_by_label("Algorithm").select_option("EdDSA")  # the size and curve follow the algorithm
+        assert page.get_by_label("Key curve").locator("option").all_inner_texts() == ["Ed25519"]
+        expect(page.get_by_label("Key size")).to_be_hidden()
         page.get_by_label("Algorithm").select_option("ECDSA")
         page.get_by_label("Key curve").select_option("P-384")
         page.get_by_label("Keypair storage").select_option("hsm")
