@@ -403,13 +403,15 @@ def test_names_are_text_on_the_administration_pages(page: Page, console_stack: C
 def test_admin_pages_keyboard_labels_narrow_window_and_screenshots(
     browser: Browser, console_stack: ConsoleStack, teams_on: None
 ) -> None:
-    console_stack.api("POST", "users", {"name": "Keyboard Member", "roles": ["auditor"]}, 201)
+    member = console_stack.api("POST", "users", {"name": "Keyboard Member", "roles": ["auditor"]}, 201)
+    console_stack.api("POST", f"users/{member['id']}/api-keys", {"name": "narrow"}, 201)
     for width, height, suffix in ((1280, 800, ""), (390, 844, "-narrow")):
         page, watch = new_page(browser, console_stack, width=width, height=height)
         try:
             sign_in(page, console_stack)
             for route in ADMIN_ROUTES:
-                for sub in ("", "/new") if route != "account" else ("",):
+                subs = {"account": ("",), "users": ("", "/new", f"/{member['id']}")}.get(route, ("", "/new"))
+                for sub in subs:
                     page.goto(f"{console_stack.console_url}#/admin/{route}{sub}")
                     page.locator("main h1").wait_for()
                     expect(page.locator("main [aria-busy], main .loading")).to_have_count(0)
@@ -420,7 +422,7 @@ def test_admin_pages_keyboard_labels_narrow_window_and_screenshots(
                     )
                     assert unlabelled == [], (route, sub, unlabelled)
                     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (route, sub)
-                    name = f"admin-{route}{'-new' if sub else ''}{suffix}"
+                    name = f"admin-{route}{'-new' if sub == '/new' else '-item' if sub else ''}{suffix}"
                     screenshot(page, f"3{ADMIN_ROUTES.index(route)}-{name}")
         finally:
             page.context.close()
