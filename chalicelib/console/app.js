@@ -2,16 +2,20 @@
 // Pages live in hash routes (#/keypairs, #/logs/audit?type=dynamic…): the server serves one page, and
 // a route carries only ids and filter values — never a secret.
 
+import { groupRoutes, teamRoutes } from "./access.js";
+import { accountPage } from "./account.js";
 import { ApiError, api, onUnauthenticated, session } from "./api.js";
 import { h, replace } from "./dom.js";
 import { createPage } from "./create-keypair.js";
 import { detailPage } from "./keypair.js";
 import { keypairsPage } from "./keypairs.js";
 import * as logs from "./logs.js";
+import { profileRoutes } from "./profiles.js";
+import { windowRoutes } from "./release-windows.js";
+import { userRoutes } from "./users.js";
 import { alertBox, loading, textField } from "./ui.js";
 
-// The navigation, by section. `ready: false` entries are the administration pages to come: they are
-// listed here, with the permission that will show them, and are not rendered until they exist.
+// The navigation, by section: an entry shows only to a caller with its permission.
 const NAV = [
   {
     section: "Signing keys",
@@ -27,12 +31,12 @@ const NAV = [
   {
     section: "Administration",
     items: [
-      { route: "admin/users", label: "Users", permission: "manage_users", ready: false },
-      { route: "admin/groups", label: "Groups", permission: "manage_users", ready: false },
-      { route: "admin/teams", label: "Teams", permission: "manage_teams", ready: false },
-      { route: "admin/profiles", label: "Keypair profiles", permission: "manage_profiles", ready: false },
-      { route: "admin/release-windows", label: "Release windows", permission: "manage_releases", ready: false },
-      { route: "admin/account", label: "Account settings", permission: "manage_account", ready: false },
+      { route: "admin/users", label: "Users", permission: "manage_users" },
+      { route: "admin/groups", label: "Groups", permission: "manage_users" },
+      { route: "admin/teams", label: "Teams", permission: "manage_teams" },
+      { route: "admin/profiles", label: "Keypair profiles", permission: "manage_profiles" },
+      { route: "admin/release-windows", label: "Release windows", permission: "manage_releases" },
+      { route: "admin/account", label: "Account settings", permission: "manage_account" },
     ],
   },
 ];
@@ -44,6 +48,12 @@ const ROUTES = [
   { pattern: /^logs\/audit$/, permission: "view_audit_log", page: logs.auditPage, nav: "logs/audit" },
   { pattern: /^logs\/signatures$/, permission: "view_audit_log", page: logs.signaturesPage, nav: "logs/signatures" },
   { pattern: /^logs\/signatures\/([^/]+)$/, permission: "view_audit_log", page: logs.signatureEntryPage, nav: "logs/signatures" },
+  ...userRoutes,
+  ...groupRoutes,
+  ...teamRoutes,
+  ...profileRoutes,
+  ...windowRoutes,
+  { pattern: /^admin\/account$/, permission: "manage_account", page: accountPage, nav: "admin/account" },
 ];
 
 const main = document.getElementById("main");
@@ -80,7 +90,7 @@ export function navigate(path, params = {}) {
 }
 
 function visibleNav() {
-  return NAV.map((s) => ({ ...s, items: s.items.filter((i) => i.ready !== false && ctx.can(i.permission)) })).filter((s) => s.items.length);
+  return NAV.map((s) => ({ ...s, items: s.items.filter((i) => ctx.can(i.permission)) })).filter((s) => s.items.length);
 }
 
 function renderNav(current) {

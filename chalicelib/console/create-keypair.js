@@ -72,12 +72,12 @@ export async function createPage(view) {
       value: "open",
       options: [["open", "Open", "Any user of the account with the sign permission."], ["restricted", "Restricted", "Only the users and groups chosen below."]],
     }),
-    users: checkboxList({
+    users: users.available ? checkboxList({
       name: "allowed_users",
       legend: "Allowed users",
       items: users.items.map((u) => [u.id, u.email ? `${u.name || u.id} (${u.email})` : u.name || u.id]),
       empty: "No users to choose from.",
-    }),
+    }) : userIdsField(),
     groups: checkboxList({
       name: "allowed_groups",
       legend: "Allowed user groups",
@@ -250,4 +250,18 @@ export async function createPage(view) {
       formError.querySelector(".alert")?.focus();
     }
   }
+}
+
+/** Allowed users for a caller whose role cannot list the account's users: their ids, typed. */
+function userIdsField() {
+  const field = textField({
+    name: "allowed_users",
+    label: "Allowed user IDs",
+    hint: "Separated by commas or spaces (usr_…). Your role cannot list the account's users.",
+    autocomplete: "off",
+    spellcheck: "false",
+  });
+  const text = field.value;
+  field.value = () => text().split(/[\s,]+/).filter(Boolean);
+  return field;
 }

@@ -3,6 +3,7 @@
 import { ApiError, api, seg } from "./api.js";
 import { algorithmLabel, formatDuration, label, timeElement, timeZone } from "./format.js";
 import { statusBadge, typeBadge } from "./keypairs.js";
+import { Names, lists } from "./resource.js";
 import { Pager, alertBox, badge, button, confirmDialog, dataTable, download, fieldList, h, loading, pageHeader, replace, toast } from "./ui.js";
 
 /** #/keypairs/{id or alias}: fields, certificate, generations, refresh, suspend, delete. */
@@ -26,6 +27,7 @@ export async function detailPage(view) {
     view.ready();
     return;
   }
+  const names = await accessNames(kp);
   render(kp);
   view.ready();
 
@@ -59,12 +61,12 @@ export async function detailPage(view) {
       ["Algorithm", algorithmLabel(kp)],
       ["Status", statusBadge(kp.status)],
       ["Access", label(kp.access)],
-      kp.access === "restricted" ? ["Allowed users", (kp.allowed_users || []).join(", ") || "None"] : null,
-      kp.access === "restricted" ? ["Allowed user groups", (kp.allowed_groups || []).join(", ") || "None"] : null,
+      kp.access === "restricted" ? ["Allowed users", kp.allowed_users?.length ? names.users.list(kp.allowed_users) : "None"] : null,
+      kp.access === "restricted" ? ["Allowed user groups", kp.allowed_groups?.length ? names.groups.list(kp.allowed_groups) : "None"] : null,
       ["Category", label(kp.category)],
       ["Storage", label(kp.storage)],
-      kp.team_id ? ["Team", kp.team_id] : null,
-      kp.profile_id ? ["Profile", kp.profile_id] : null,
+      kp.team_id ? ["Team", names.teams.of(kp.team_id)] : null,
+      kp.profile_id ? ["Profile", names.profiles.of(kp.profile_id)] : null,
       kp.type === "dynamic" ? ["New key after every signature", kp.refresh_after_sign ? "Yes" : "No"] : null,
       ["Current generation", String(kp.generation)],
       ["Key ID (SHA-256 of the public key)", h("span", { class: "mono break" }, kp.key_id)],
@@ -232,4 +234,15 @@ export async function detailPage(view) {
       },
     });
   }
+}
+
+/** Names for the ids the keypair names (team, profile, allowed users and groups); ids where a list is not readable. */
+async function accessNames(kp) {
+  const wanted = [];
+  if (kp.team_id) wanted.push("teams");
+  if (kp.profile_id) wanted.push("keypair-profiles");
+  if (kp.access === "restricted") wanted.push("users", "groups");
+  const found = await lists(...wanted);
+  const names = (path) => new Names(found[path]?.items || []);
+  return { teams: names("teams"), profiles: names("keypair-profiles"), users: names("users"), groups: names("groups") };
 }

@@ -4,7 +4,7 @@
 import { ApiError, api, seg } from "./api.js";
 import { formatTime, humanize, label, localInputToRfc3339, rfc3339ToLocalInput, timeElement, timeZone } from "./format.js";
 import { listPage } from "./listpage.js";
-import { alertBox, badge, dataTable, fieldList, h, loading, pageHeader, replace, selectField, textField } from "./ui.js";
+import { alertBox, badge, button, dataTable, download, fieldList, h, loading, pageHeader, replace, selectField, textField } from "./ui.js";
 
 const ANY = [["", "Any"]];
 const AUDIT_TYPES = ["static", "dynamic", "certificate", "user", "group", "team", "profile", "release_window", "api_key", "account"];
@@ -192,6 +192,65 @@ export async function signatureEntryPage(view) {
         "timestamp_token" in entry ? ["Time-stamp token", entry.timestamp_token ? "Present (RFC 3161)" : "None"] : null,
       ]),
     ),
+    proofSection(view, entry),
   );
   view.ready();
+}
+
+// While an entry waits for its checkpoint, look again this often (checkpoints follow the schedule).
+const PROOF_RECHECK_MS = 15000;
+
+/** The entry's place in the account's transparency log: included in a signed checkpoint, or pending. */
+function proofSection(view, entry) {
+  const status = h("div", { class: "proof", "aria-live": "polite" });
+  let timer = null;
+  view.onLeave(() => clearTimeout(timer));
+
+  async function check() {
+    clearTimeout(timer);
+    status.setAttribute("aria-busy", "true");
+    try {
+      const proof = await api("GET", `signature-logs/${seg(entry.id)}/proof`);
+      replace(
+        status,
+        fieldList([
+          ["Proof status", badge("Included", "ok")],
+          ["Checkpoint", `In the signed checkpoint of size ${proof.tree_size}`],
+          ["Leaf index", String(proof.leaf_index)],
+          ["Inclusion proof", `${proof.hashes.length} hash${proof.hashes.length === 1 ? "" : "es"} to the checkpoint's root`],
+        ]),
+        h("details", {}, h("summary", {}, "Signed checkpoint"), h("pre", { class: "mono wrap" }, proof.checkpoint)),
+        h(
+          "div",
+          { class: "actions" },
+          button("Download proof (JSON)", () => download(`${entry.id}-proof.json`, JSON.stringify(proof, null, 2), "application/json")),
+          // The entry as GET /signature-logs/{id} answers it: the bytes the offline verifier checks.
+          button("Download entry (JSON)", async () => {
+            const stored = await api("GET", `signature-logs/${seg(entry.id)}`);
+            download(`${entry.id}.json`, JSON.stringify(stored, null, 2), "application/json");
+          }),
+        ),
+        h("p", { class: "hint" }, "Check them offline with python -m rotasign_cli.transparency inclusion and the account's trust file."),
+      );
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "not_yet_in_log") {
+        replace(
+          status,
+          fieldList([
+            ["Proof status", badge("Pending", "warn")],
+            ["Checkpoint", "Pending the next checkpoint: new entries join the log on the checkpoint schedule."],
+          ]),
+          h("div", { class: "actions" }, button("Check again", check)),
+        );
+        timer = setTimeout(check, PROOF_RECHECK_MS);
+      } else {
+        replace(status, alertBox(error.message), h("div", { class: "actions" }, button("Check again", check)));
+      }
+    } finally {
+      status.removeAttribute("aria-busy");
+    }
+  }
+  replace(status, loading("Checking the transparency log"));
+  check();
+  return h("section", { "aria-labelledby": "proof-title" }, h("h2", { id: "proof-title" }, "Transparency log"), status);
 }

@@ -238,8 +238,29 @@ export function checkboxList({ name, legend, items = [], empty = "None to choose
   };
   field.setItems(items);
   field.value = () => [...list.querySelectorAll("input:checked")].map((i) => i.value);
+  field.set = (values) => {
+    const chosen = new Set(values || []);
+    for (const input of list.querySelectorAll("input")) input.checked = chosen.has(input.value);
+  };
   field.focusTarget = () => list.querySelector("input") || wrap;
   return field;
+}
+
+/**
+ * Show an API error where it belongs: next to the field named by `details.field` (when that field is
+ * shown), else in the form's error slot. `fields` maps API field names to fields.
+ */
+export function showApiError(error, fields, slot, fieldName = error.details?.field) {
+  const field = fields[fieldName];
+  if (field && field.visible) {
+    field.setError(error.message);
+    field.focusTarget().focus();
+    return;
+  }
+  replace(slot, alertBox(error.message));
+  const alert = slot.querySelector(".alert");
+  alert?.setAttribute("tabindex", "-1");
+  alert?.focus();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -350,7 +350,11 @@ def _serve_list(items: list[dict[str, Any]]) -> Callable[[Route], None]:
 
 
 def test_profiles_follow_the_team_and_a_fixed_profile_locks_its_fields(page: Page, console_stack: ConsoleStack) -> None:
-    """The team, profile, user and group routes come later: until then their lists are served here in API.md's shape."""
+    """Teams, profiles, users and groups served to the page in API.md's shape, with ids the service does not know.
+
+    The form's behaviour is checked here without making them (test_console_admin makes real ones): the
+    service then refuses the unknown team, and its refusal lands on the Team field.
+    """
     teams = [
         {"id": TEAM_A, "name": "Platform", "member_ids": [], "group_ids": [], "profile_ids": [PROF_FIXED]},
         {"id": TEAM_B, "name": "Mobile", "member_ids": [], "group_ids": [], "profile_ids": []},
@@ -534,17 +538,11 @@ def test_keypair_list_filters_and_pages(page: Page, console_stack: ConsoleStack)
 def test_the_navigation_hides_what_the_callers_permissions_do_not_allow(
     page: Page, console_stack: ConsoleStack
 ) -> None:
-    """/me is answered with an auditor-like permission set (the identity routes to make such a user come later)."""
+    """A user with no role and only the view_keypair permission: the console shows it nothing else."""
     _keypair(console_stack, "viewed-only")
-
-    def fewer_permissions(route: Route) -> None:
-        answer = route.fetch()
-        me = answer.json()
-        me["permissions"] = ["view_keypair"]
-        route.fulfill(response=answer, body=json.dumps(me))
-
-    page.route(re.compile(r".*/api/v1/me$"), fewer_permissions)
-    sign_in(page, console_stack)
+    viewer = console_stack.api("POST", "users", {"name": "Viewer", "roles": [], "permissions": ["view_keypair"]}, 201)
+    key = console_stack.api("POST", f"users/{viewer['id']}/api-keys", {"name": "viewer"}, 201)["key"]
+    sign_in(page, console_stack, key)
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link", name="Keypairs")).to_be_visible()
     expect(nav.get_by_role("link", name="Audit logs")).to_have_count(0)
