@@ -35,6 +35,8 @@ STATE_ACTIONS = (
 LOG_ACTIONS = ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:DescribeTable")
 # The transparency trees: full tiles and leaf blocks are written in batches (their content is final).
 BATCH_WRITTEN = ("transparency",)
+# The scheduled checkpointer walks every account: a scan of the small accounts table, and of nothing else.
+SCANNED = ("accounts",)
 QUEUE_ACTIONS = (
     "sqs:SendMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
 )
@@ -296,6 +298,7 @@ def policy(settings: Settings, functions: list[Function]) -> dict[str, Any]:
          "Resource": [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}]},
         {"Sid": "TreeTiles", "Effect": "Allow", "Action": ["dynamodb:BatchWriteItem"],
          "Resource": arns(BATCH_WRITTEN)},
+        {"Sid": "AccountDirectory", "Effect": "Allow", "Action": ["dynamodb:Scan"], "Resource": arns(SCANNED)},
         {"Sid": "Secrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": secrets},
         {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": [{"Fn::GetAtt": [f"{f.logical_id}LogGroup", "Arn"]} for f in functions]},

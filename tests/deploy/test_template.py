@@ -209,7 +209,8 @@ def first_policy(resources: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("break_it", [
     lambda s: s[0]["Action"].append("dynamodb:*"),
     lambda s: s[2]["Resource"].append("*"),
-    lambda s: s[0]["Resource"].pop(0),
+    # (the keypairs table: the accounts table is also named by the checkpointer's scan statement)
+    lambda s: s[0].update(Resource=[r for r in s[0]["Resource"] if table_id("keypairs") not in json.dumps(r)]),
     lambda s: s[1]["Action"].append("dynamodb:UpdateItem"),
     lambda s: s[1]["Action"].append("dynamodb:DeleteItem"),
     lambda s: s[3]["Resource"].append("arn:aws:sqs:us-east-1:123456789012:someone-elses-queue"),
