@@ -33,9 +33,15 @@ STATE_ACTIONS = (
 )
 # Append-only: no UpdateItem, DeleteItem or BatchWriteItem, so no role can change or remove an entry.
 LOG_ACTIONS = ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:DescribeTable")
-# The transparency trees: full tiles and leaf blocks are written in batches (their content is final).
-BATCH_WRITTEN = ("transparency",)
-# The scheduled checkpointer walks every account: a scan of the small accounts table, and of nothing else.
+# The transparency trees: every function reads them (proofs); only the checkpointer's role writes them, so
+# no request path can rewrite a tree. Full tiles and leaf blocks are written in batches (their content is final).
+TREE_TABLES = ("transparency",)
+TREE_READS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:DescribeTable")
+TREE_WRITES = ("dynamodb:PutItem", "dynamodb:BatchWriteItem")
+# The function whose role is the checkpointer's (the scheduled tick), and the policy file it gets.
+CHECKPOINTER = "refresh_tick"
+CHECKPOINTER_POLICY = "policy-checkpointer.json"
+# The checkpointer walks every account: a scan of the small accounts table, and of nothing else.
 SCANNED = ("accounts",)
 QUEUE_ACTIONS = (
     "sqs:SendMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
@@ -270,8 +276,9 @@ def log_groups(stage: str, functions: list[Function]) -> dict[str, Any]:
         for f in functions}
 
 
-def policy(settings: Settings, functions: list[Function]) -> dict[str, Any]:
-    """The stage's IAM policy, given to every function's role: named resources, the actions the code uses."""
+def policy(settings: Settings, functions: list[Function], *, checkpointer: bool = False) -> dict[str, Any]:
+    """The stage's IAM policy: named resources, the actions the code uses. Every function's role gets it;
+    the checkpointer's (`checkpointer=True`) also writes the transparency trees and lists the accounts."""
     from chalicelib.storage.retention import LOG_TABLES
     from chalicelib.storage.tables import MODELS
 
@@ -282,7 +289,7 @@ def policy(settings: Settings, functions: list[Function]) -> dict[str, Any]:
             found += [{"Fn::Sub": f"${{{table_id(table)}.Arn}}/index/{index}"} for index in index_names(table)]
         return found
 
-    state = [t for t in MODELS if t not in LOG_TABLES]
+    state = [t for t in MODELS if t not in LOG_TABLES and t not in TREE_TABLES]
     secrets: list[Any] = [{"Ref": "TokenKeySecret"}]
     if settings.hsm_pin_secret:
         # A secret's ARN ends in six random characters: `-??????` names exactly one secret of that name.
@@ -296,13 +303,16 @@ def policy(settings: Settings, functions: list[Function]) -> dict[str, Any]:
          "Resource": [{"Fn::GetAtt": ["EnvelopeKey", "Arn"]}]},
         {"Sid": "RefreshQueue", "Effect": "Allow", "Action": list(QUEUE_ACTIONS),
          "Resource": [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}]},
-        {"Sid": "TreeTiles", "Effect": "Allow", "Action": ["dynamodb:BatchWriteItem"],
-         "Resource": arns(BATCH_WRITTEN)},
-        {"Sid": "AccountDirectory", "Effect": "Allow", "Action": ["dynamodb:Scan"], "Resource": arns(SCANNED)},
+        {"Sid": "TreeReads", "Effect": "Allow", "Action": list(TREE_READS), "Resource": arns(TREE_TABLES)},
         {"Sid": "Secrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": secrets},
         {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": [{"Fn::GetAtt": [f"{f.logical_id}LogGroup", "Arn"]} for f in functions]},
     ]
+    if checkpointer:
+        statements += [
+            {"Sid": "TreeWrites", "Effect": "Allow", "Action": list(TREE_WRITES), "Resource": arns(TREE_TABLES)},
+            {"Sid": "AccountDirectory", "Effect": "Allow", "Action": ["dynamodb:Scan"], "Resource": arns(SCANNED)},
+        ]
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -346,6 +356,8 @@ def write(stage: str, out: Path) -> tuple[Path, Path]:
     merge, policy_file = out / "merge.json", out / "policy.json"
     _replace(merge, json.dumps(merge_template(stage), indent=2, sort_keys=True) + "\n")
     _replace(policy_file, json.dumps(policy(settings, app_functions()), indent=2) + "\n")
+    checkpointer = policy(settings, app_functions(), checkpointer=True)
+    _replace(out / CHECKPOINTER_POLICY, json.dumps(checkpointer, indent=2) + "\n")
     return merge, policy_file
 
 

@@ -4,12 +4,15 @@ The least-privilege checker (test_template.py) fails on too much; this fails on 
 that goes through every kind of write and read the service makes (bootstrap, identity, keypairs, single,
 batch and windowed signatures, refreshes through the queue, the tick, checkpoints, proofs, deletes) is
 recorded at the botocore boundary, and each (action, table) must be allowed by a statement of the policy
-`make package` generates. Moto does not enforce IAM, so without this a missing grant would show only in AWS.
+`make package` generates for the role that makes it: the scheduled tick's (the checkpointer's) for what the
+tick does, every other function's for the rest. Moto does not enforce IAM, so without this a missing grant
+would show only in AWS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -33,21 +36,29 @@ def dynamodb_actions(operation: str, params: dict[str, Any]) -> set[tuple[str, s
     return {(f"dynamodb:{operation}", params["TableName"])}
 
 
+@dataclass
+class Recorded:
+    """(action, table name) of the DynamoDB calls made, by the role making them ("app" or "checkpointer")."""
+
+    role: str = "app"
+    calls: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: {"app": set(), "checkpointer": set()})
+
+
 @pytest.fixture
-def recorded(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[set[tuple[str, str]]]:
-    """Every (action, table name) of the DynamoDB calls made while the test runs."""
+def recorded(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorded]:
+    """Every DynamoDB call made while the test runs, filed under the role the test says is calling."""
     from botocore.client import BaseClient
 
-    calls: set[tuple[str, str]] = set()
+    found = Recorded()
     real = BaseClient._make_api_call
 
     def record(self: Any, operation: str, params: dict[str, Any]) -> Any:
         if self.meta.service_model.service_name == "dynamodb":
-            calls.update(dynamodb_actions(operation, params))
+            found.calls[found.role].update(dynamodb_actions(operation, params))
         return real(self, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", record)
-    yield calls
+    yield found
 
 
 def allowed(policy: dict[str, Any], action: str, table_logical_id: str) -> bool:
@@ -59,7 +70,7 @@ def allowed(policy: dict[str, Any], action: str, table_logical_id: str) -> bool:
     return False
 
 
-def workload(client: Any, services: Any) -> None:
+def workload(client: Any, services: Any, recorded: Recorded) -> None:
     """A bit of everything the service writes and reads in DynamoDB."""
     from chalicelib.clock import rfc3339, utc_now
     from chalicelib.services.scheduler import run_tick
@@ -96,7 +107,10 @@ def workload(client: Any, services: Any) -> None:
         admin.ok("GET", route)
     # The quarter-hour tick a day ahead (every dynamic keypair due), its queue drained by the worker.
     later = now + timedelta(days=1)
+    recorded.role = "checkpointer"  # the scheduled tick's role
     run_tick(services, later)
+    services.checkpointer.run_account(account.id, later)
+    recorded.role = "app"
     import boto3
 
     sqs = boto3.client("sqs")
@@ -109,7 +123,6 @@ def workload(client: Any, services: Any) -> None:
         services.queue.handle_records(records)
         for m in messages:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    services.checkpointer.run_account(account.id, later)
     entry = admin.ok("GET", "/signature-logs?limit=1")["items"][0]["id"]
     admin.ok("GET", f"/signature-logs/{entry}/proof")
     admin.ok("GET", "/audit-logs/consistency?from=1")
@@ -118,31 +131,41 @@ def workload(client: Any, services: Any) -> None:
     admin.ok("DELETE", f"/users/{user.user_id}", status=204)
 
 
-def test_the_policy_allows_every_dynamodb_call_the_code_makes(
-    client: Any, services: Any, recorded: set[tuple[str, str]]
-) -> None:
+def test_the_policy_allows_every_dynamodb_call_the_code_makes(client: Any, services: Any, recorded: Recorded) -> None:
     from chalicelib.storage.tables import MODELS
     from deploy.template import app_functions, policy, table_id
 
-    workload(client, services)
+    workload(client, services, recorded)
     settings = services.deps.settings
     by_name = {settings.table_name(model): model for model in MODELS}
-    needed = {(action, by_name[name]) for action, name in recorded if name in by_name}
-    assert {table for _, table in needed} >= {"keypairs", "signature_log", "audit_log", "transparency",
-                                              "release_windows", "teams", "groups"}, "the workload reached too little"
-    document = policy(settings, app_functions())
-    missing = sorted(f"{action} on {table}" for action, table in needed
-                     if not allowed(document, action, table_id(table)))
+    missing = []
+    for role, calls in recorded.calls.items():
+        needed = {(action, by_name[name]) for action, name in calls if name in by_name}
+        document = policy(settings, app_functions(), checkpointer=role == "checkpointer")
+        missing += sorted(f"{role}: {action} on {table}" for action, table in needed
+                          if not allowed(document, action, table_id(table)))
+    app_tables = {by_name[name] for _, name in recorded.calls["app"] if name in by_name}
+    assert app_tables >= {"keypairs", "signature_log", "audit_log", "transparency", "release_windows", "teams",
+                          "groups"}, "the workload reached too little"
+    assert ("dynamodb:PutItem", settings.table_name("transparency")) in recorded.calls["checkpointer"]
     assert missing == [], "the packaged policy lacks: " + ", ".join(missing)
 
 
-def test_the_check_sees_a_missing_grant(client: Any, services: Any) -> None:
-    """Without the transparency table's batch-write statement, the check above would fail."""
+def test_only_the_checkpointer_writes_the_trees_and_no_role_rewrites_a_log(aws: Any) -> None:
+    """The trees: read by every role, written only by the checkpointer's; the logs: put, never updated or deleted."""
     from chalicelib.settings import get_settings
     from deploy.template import app_functions, policy, table_id
 
-    document = policy(get_settings(), app_functions())
-    assert allowed(document, "dynamodb:BatchWriteItem", table_id("transparency"))
-    document["Statement"] = [s for s in document["Statement"] if "dynamodb:BatchWriteItem" not in s["Action"]]
-    assert not allowed(document, "dynamodb:BatchWriteItem", table_id("transparency"))
-    assert not allowed(document, "dynamodb:UpdateItem", table_id("audit_log"))  # append-only
+    app = policy(get_settings(), app_functions())
+    checkpointer = policy(get_settings(), app_functions(), checkpointer=True)
+    tree = table_id("transparency")
+    for action in ("dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+        assert not allowed(app, action, tree), action
+    assert allowed(app, "dynamodb:Query", tree) and allowed(app, "dynamodb:BatchGetItem", tree)
+    assert allowed(checkpointer, "dynamodb:BatchWriteItem", tree) and allowed(checkpointer, "dynamodb:PutItem", tree)
+    assert not allowed(app, "dynamodb:Scan", table_id("accounts"))
+    for document in (app, checkpointer):
+        for log in ("audit_log", "signature_log"):
+            assert allowed(document, "dynamodb:PutItem", table_id(log))
+            assert not allowed(document, "dynamodb:UpdateItem", table_id(log))
+            assert not allowed(document, "dynamodb:DeleteItem", table_id(log))

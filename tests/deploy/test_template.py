@@ -238,3 +238,16 @@ def test_the_prod_policy_names_only_prod_resources() -> None:
 
     statements = policy(prod, app_functions())["Statement"]
     assert not any("*" in action for s in statements for action in s["Action"])
+
+
+def test_only_the_scheduled_tick_may_write_the_transparency_trees(resources: dict[str, Any]) -> None:
+    """In the packaged template: the tick's role (the checkpointer) writes the trees; no other role does."""
+    tree = table_id("transparency")
+    writers = set()
+    for role_id, role in of_type(resources, "AWS::IAM::Role").items():
+        for document in role["Properties"].get("Policies", []):
+            for statement in document["PolicyDocument"]["Statement"]:
+                named = {n for r in statement["Resource"] for n in names_in(r)}
+                if tree in named and {"dynamodb:PutItem", "dynamodb:BatchWriteItem"} & set(statement["Action"]):
+                    writers.add(role_id)
+    assert writers == {"RefreshTickRole"}
