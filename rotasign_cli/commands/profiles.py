@@ -61,14 +61,14 @@ def register(sub: Any) -> None:
     add_paging_options(ls)
     desc = common.leaf(verbs, "desc", "describe a profile", "Every field of a keypair profile.",
                        "rotasign keypair-profile desc prof_01...", run_desc)
-    desc.add_argument("profile", metavar="PROFILE_ID")
+    desc.add_argument("ident", metavar="PROFILE_ID")
     update = common.leaf(
         verbs, "update", "change a profile (keypairs made with it keep theirs)",
         "Change a profile; keypairs made with it keep their parameters. --unset leaves fields to requests; "
         "--teams replaces the teams it is allocated to ('' allocates it to none).",
         "rotasign keypair-profile update prof_01... --status offline --unset curve", run_update,
     )
-    update.add_argument("profile", metavar="PROFILE_ID")
+    update.add_argument("ident", metavar="PROFILE_ID")
     update.add_argument("--name", help="1 to 100 characters")
     update.add_argument("--mode", choices=MODES)
     _fields(update)
@@ -76,8 +76,8 @@ def register(sub: Any) -> None:
     delete = common.leaf(verbs, "delete", "delete a profile", "Delete a keypair profile. Asks unless --yes.",
                          "rotasign keypair-profile delete prof_01... --yes",
                          lambda args, ctx: common.delete(args, ctx, "keypair profile", "/keypair-profiles",
-                                                         args.profile, ""))
-    delete.add_argument("profile", metavar="PROFILE_ID")
+                                                         args.ident, ""))
+    delete.add_argument("ident", metavar="PROFILE_ID")
     common.add_yes(delete)
 
 
@@ -127,7 +127,7 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_desc(args: argparse.Namespace, ctx: Context) -> int:
     """GET /keypair-profiles/{id}."""
-    profile = ctx.client().call("GET", f"/keypair-profiles/{segment(args.profile)}")
+    profile = ctx.client().call("GET", f"/keypair-profiles/{segment(args.ident)}")
     common.show(ctx, profile, _pairs(profile))
     return 0
 
@@ -136,6 +136,6 @@ def run_update(args: argparse.Namespace, ctx: Context) -> int:
     """PATCH /keypair-profiles/{id}."""
     body = common.require_change(_body(args), "rotasign keypair-profile update",
                                  "--name, --mode, a keypair field, --unset or --teams")
-    profile = ctx.client().call("PATCH", f"/keypair-profiles/{segment(args.profile)}", body)
+    profile = ctx.client().call("PATCH", f"/keypair-profiles/{segment(args.ident)}", body)
     common.show(ctx, profile, _pairs(profile), _line("Updated", profile))
     return 0

@@ -86,7 +86,7 @@ def _fields(parser: argparse.ArgumentParser, *, required: bool) -> None:
                         help="aliases or ids (kp_...) of the offline keypairs it opens")
     parser.add_argument("--users", type=comma_list, metavar="USR,...", help="only these users may sign (default: all)")
     parser.add_argument("--starts", type=when, required=required, metavar="TIME",
-                        help="RFC 3339, a date, now, or +30m from now")
+                        help="RFC 3339, a date, now, +30m (from now) or -5m (ago: write --starts=-5m)")
     parser.add_argument("--ends", type=when, required=required, metavar="TIME", help="as --starts, e.g. +2h")
     parser.add_argument("--max-signatures", type=positive_int, metavar="N", help="the budget (default: none)")
 
