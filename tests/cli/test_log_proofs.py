@@ -154,6 +154,8 @@ def test_logs_verify_checks_consistency_across_checkpoints_and_inclusion(rs: Cli
     old_size = int(old.read_text().splitlines()[1])
 
     (second,) = signed(rs, keypair, tmp_path / "second.bin")
+    # Until it settles and a tick checkpoints it, an entry has no proof: one line, exit 2.
+    assert_error(rs("logs", "proof", second["signature_log_id"]), 2, "(409 not_yet_in_log)")
     proven(rs, second["signature_log_id"], "--output", str(tmp_path / "second.proof.json"))
     new = tmp_path / "new.txt"
     result = rs("logs", "verify", "--checkpoint", str(old), "--entry", first["signature_log_id"],
