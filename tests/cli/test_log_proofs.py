@@ -103,6 +103,10 @@ def test_verify_require_log_checks_inclusion_offline(rs: Cli, stack: Stack, tmp_
                 env=OFFLINE)
     assert_error(failed, 1, "verification failed (log)")
     assert checks(failed)["signature"] == "ok" and checks(failed)["log"] == "FAILED"
+    # Without an entry id to compare (CMS), the proven entry must hold this very signature.
+    result = rs("verify", str(d), "--trust", str(trust), "--require-log", "--proof", str(proof), env=OFFLINE)
+    assert_error(result, 1, "verification failed (log)")
+    assert f"the proven entry {reports[0]['signature_log_id']} is not this signature" in result.out
     # A bundle altered to name another entry.
     renamed = edited(Path(f"{a}.rsig.json"), tmp_path / "renamed.rsig.json",
                      lambda doc: doc.update(signature_log_id=reports[1]["signature_log_id"]))
