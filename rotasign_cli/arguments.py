@@ -123,6 +123,26 @@ def time_value(now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Calla
     return parse
 
 
+def moment_value(now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Callable[[str], str]:
+    """A type for a time that may lie ahead (`--starts`, `--expires`): RFC 3339, a date, `now`, `+2h`, `-30m`."""
+    absolute = time_value(now)
+
+    def parse(text: str) -> str:
+        value = text.strip()
+        if value == "now":
+            return _rfc3339(now())
+        match = re.fullmatch(r"([+-])(\d+)([smhdw])", value)
+        if match:
+            sign = 1 if match.group(1) == "+" else -1
+            delta = timedelta(**{_UNITS[match.group(3)]: int(match.group(2))})
+            return _rfc3339(now() + sign * delta)
+        if _DURATION.fullmatch(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is ambiguous: write +{value} (from now) or -{value} (ago)")
+        return absolute(value)
+
+    return parse
+
+
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

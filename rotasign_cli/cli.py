@@ -8,7 +8,21 @@ from collections.abc import Mapping, Sequence
 
 from rotasign_cli import __version__
 from rotasign_cli.arguments import Parser, add_connection_options, example, subcommands
-from rotasign_cli.commands import ca, configure, healthcheck, keypair, logs, sign, verify
+from rotasign_cli.commands import (
+    account,
+    ca,
+    configure,
+    groups,
+    healthcheck,
+    keypair,
+    logs,
+    profiles,
+    sign,
+    trust,
+    users,
+    verify,
+    windows,
+)
 from rotasign_cli.context import Context
 from rotasign_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CliError
 
@@ -34,7 +48,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"rotasign {__version__}")
     add_connection_options(parser)
     commands = subcommands(parser, "commands")
-    for module in (configure, healthcheck, keypair, sign, verify, logs, ca):
+    for module in (configure, healthcheck, keypair, sign, verify, logs, ca, trust, users, groups, profiles, windows,
+                   account):
         module.register(commands)
     return parser
 

@@ -51,6 +51,7 @@ class Response:
     status: int
     body: Any
     headers: Mapping[str, str]
+    raw: bytes = b""
 
 
 class Client:
@@ -77,18 +78,32 @@ class Client:
         authenticated: bool = True,
     ) -> Any:
         """One request; the parsed JSON answer (None for 204); raises a CliError on failure."""
+        response = self._request(method, path, body, params, authenticated)
+        if response.body is not None and not isinstance(response.body, dict):
+            raise UnavailableError(
+                f"{self.endpoint} sent not a JSON answer (HTTP {response.status}); "
+                "is the endpoint the rotasign service?"
+            )
+        return response.body
+
+    def text(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        """A GET whose answer is text (a signed checkpoint); raises a CliError on failure."""
+        response = self._request("GET", path, None, params, True)
+        try:
+            return response.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnavailableError(f"{self.endpoint} sent an answer that is not UTF-8 text.") from None
+
+    def _request(
+        self, method: str, path: str, body: Any, params: Mapping[str, Any] | None, authenticated: bool
+    ) -> Response:
         if authenticated and not self.api_key:
             raise AuthError("No API key: pass --api-key, set ROTASIGN_API_KEY, or run `rotasign configure`.")
         delays = iter(RETRY_DELAYS)
         while True:
             response = self._send(method, self.url(path, params), body, authenticated)
             if response.status < 400:
-                if response.body is not None and not isinstance(response.body, dict):
-                    raise UnavailableError(
-                        f"{self.endpoint} sent not a JSON answer (HTTP {response.status}); "
-                        "is the endpoint the rotasign service?"
-                    )
-                return response.body
+                return response
             error = self._error(response)
             retry = response.status in RETRY_STATUSES or (
                 response.status == 409 and error.code == "conflict" and _retries_conflicts(method, path)
@@ -124,7 +139,8 @@ class Client:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only
         try:
             with self._opener.open(request, timeout=self.timeout) as answer:
-                return Response(int(answer.status), _decode(answer.read()), dict(answer.headers))
+                raw = answer.read()
+                return Response(int(answer.status), _decode(raw), dict(answer.headers), raw)
         except urllib.error.HTTPError as exc:
             with exc:
                 return Response(int(exc.code), _decode(exc.read()), dict(exc.headers or {}))

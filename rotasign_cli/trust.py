@@ -8,6 +8,7 @@ signature never verifies against it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,22 @@ def pem_bundle(answer: dict[str, Any], *, include_test: bool) -> str:
         subject = certificate.subject.rfc4514_string()
         blocks.append(f"# rotasign {PEM_LABELS[name]}: {subject}\n{pem}")
     return "".join(blocks)
+
+
+TRUST_FILE = "trust.json"
+
+
+def load_json_file(path: Path, *, include_test: bool) -> tuple[Trust, dict[str, Any]]:
+    """The trust material `rotasign trust get` saved (a trust.json, or the folder holding one), and its JSON.
+
+    Raises UsageError when it cannot be read or is not the trust route's answer.
+    """
+    file = path / TRUST_FILE if path.is_dir() else path
+    try:
+        answer = json.loads(read_bytes(file))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{file}: not JSON (expected the trust.json of `rotasign trust get`).") from exc
+    if not isinstance(answer, dict) or "production" not in answer:
+        raise UsageError(f"{file}: not the trust material of `rotasign trust get`.")
+    account = answer.get("account_id") or file.name
+    return from_api(answer, f"account {account} ({file})", include_test=include_test), answer

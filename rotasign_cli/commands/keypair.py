@@ -8,7 +8,6 @@ from typing import Any
 
 from rotasign_cli.arguments import (
     add_connection_options,
-    add_json_option,
     add_paging_options,
     comma_list,
     confirm,
@@ -16,6 +15,7 @@ from rotasign_cli.arguments import (
     subcommands,
 )
 from rotasign_cli.client import Client, segment
+from rotasign_cli.commands.common import leaf
 from rotasign_cli.commands.listing import show_list
 from rotasign_cli.context import Context
 from rotasign_cli.errors import CliError, UsageError
@@ -74,14 +74,6 @@ def register(sub: Any) -> None:
     _generations(verbs)
 
 
-def _leaf(verbs: Any, name: str, help_text: str, description: str, sample: str, func: Callable[..., int]) -> Any:
-    parser = verbs.add_parser(name, help=help_text, description=description, epilog=example(sample))
-    add_connection_options(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=func)
-    return parser
-
-
 def _keypair_argument(parser: Any, several: bool = False) -> None:
     if several:
         parser.add_argument("keypairs", nargs="+", metavar="KEYPAIR", help="aliases or ids, comma-separated or spaced")
@@ -93,7 +85,7 @@ def _keypair_argument(parser: Any, several: bool = False) -> None:
 
 
 def _create(verbs: Any) -> None:
-    parser = _leaf(
+    parser = leaf(
         verbs, "create", "create a keypair",
         "Create a keypair. Values left out take the service's defaults (or the keypair profile's): "
         "category production, storage disk, status online, access open, a certificate generated.",
@@ -157,7 +149,7 @@ def describe(keypair: dict[str, Any]) -> str:
 
 
 def _ls(verbs: Any) -> None:
-    parser = _leaf(
+    parser = leaf(
         verbs, "ls", "list keypairs", "List keypairs, newest first, as a table.",
         "rotasign keypair ls --type dynamic --storage hsm --all", ls,
     )
@@ -178,7 +170,7 @@ def ls(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _desc(verbs: Any) -> None:
-    parser = _leaf(
+    parser = leaf(
         verbs, "desc", "describe one keypair", "Show every field of a keypair and its current certificate.",
         "rotasign keypair desc release", desc,
     )
@@ -205,6 +197,7 @@ def desc(args: argparse.Namespace, ctx: Context) -> int:
         ("allowed groups", keypair.get("allowed_groups")),
         ("team", keypair.get("team_id")),
         ("profile", keypair.get("profile_id")),
+        ("generate certificate", keypair.get("generate_certificate")),
         ("refresh after sign", keypair.get("refresh_after_sign")),
         ("generation", keypair.get("generation")),
         ("key id", keypair.get("key_id")),
@@ -223,7 +216,7 @@ def desc(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _update(verbs: Any) -> None:
-    parser = _leaf(
+    parser = leaf(
         verbs, "update", "change alias, status, access or allowed users/groups",
         "Change a keypair. A rename keeps the certificate (its subject keeps the old alias). "
         "An empty list (--allowed-users '') clears it.",
@@ -258,7 +251,7 @@ def update(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _status_change(verbs: Any, verb: str, status: str, help_text: str) -> None:
-    parser = _leaf(
+    parser = leaf(
         verbs, verb, help_text, f"Set each keypair's status to {status}.", f"rotasign keypair {verb} release,nightly",
         lambda args, ctx: for_each(args, ctx, lambda client, ref: client.call(
             "PATCH", f"/keypairs/{segment(ref)}", {"status": status}), verb.capitalize() + "ed"),
@@ -267,7 +260,7 @@ def _status_change(verbs: Any, verb: str, status: str, help_text: str) -> None:
 
 
 def _refresh(verbs: Any) -> None:
-    parser = _leaf(
+    parser = leaf(
         verbs, "refresh", "replace dynamic keypairs' keys and certificates now",
         "Refresh dynamic keypairs now: each gets a new key, a new certificate and a newer generation.",
         "rotasign keypair refresh release,nightly",
@@ -313,7 +306,7 @@ def for_each(
 
 
 def _delete(verbs: Any) -> None:
-    parser = _leaf(
+    parser = leaf(
         verbs, "delete", "delete a keypair (its private key is destroyed for good)",
         "Delete a keypair: its private key is destroyed at once and for good; its generations and log "
         "entries stay, so its signatures still verify. Asks for confirmation unless --yes.",
@@ -339,7 +332,7 @@ def delete(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _generations(verbs: Any) -> None:
-    parser = _leaf(
+    parser = leaf(
         verbs, "generations", "list a keypair's generations (keys and certificates)",
         "Every generation of a keypair, newest first: its key id, certificate and when it was retired. "
         "A deleted keypair's generations stay readable by its id.",

@@ -30,6 +30,9 @@ START_TIMEOUT = 240.0
 COMMAND_TIMEOUT = 300.0
 # The local stack's schedule in the CLI tests: short, so dynamic certificates expire within a test.
 SCHEDULE_SECONDS = 4
+# A request's time limit, short so that log entries settle (this + 5 s) and enter a signed checkpoint at
+# the next tick within seconds, not the production 35 s; still far above a sign request's duration.
+MAX_REQUEST_SECONDS = "8"
 
 
 @dataclass
@@ -162,7 +165,9 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One local stack (a process of its own: tests/support/stack.py) for the session's CLI tests."""
-    with running_stack(tmp_path_factory.mktemp("cli-stack"), SCHEDULE_SECONDS, "cli", "cli-other") as running:
+    settings = {"ROTASIGN_MAX_REQUEST_SECONDS": MAX_REQUEST_SECONDS}
+    with running_stack(tmp_path_factory.mktemp("cli-stack"), SCHEDULE_SECONDS, "cli", "cli-other",
+                       settings) as running:
         assert running.other_api_key is not None
         yield Stack(running.endpoint, running.api_key, running.other_api_key)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rotasign_cli.arguments import comma_list, digest_value, time_value
+from rotasign_cli.arguments import comma_list, digest_value, moment_value, time_value
 from rotasign_cli.cli import build_parser
 from rotasign_cli.errors import UsageError
 
@@ -33,6 +33,25 @@ def test_times_and_ages(given: str, expected: str) -> None:
 def test_a_bad_time() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="is not a time"):
         time_value(lambda: NOW)("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("now", "2026-11-29T12:00:00Z"),
+        ("+2h", "2026-11-29T14:00:00Z"),
+        ("-30m", "2026-11-29T11:30:00Z"),
+        ("+90d", "2027-02-27T12:00:00Z"),
+        ("2027-06-30", "2027-06-30T00:00:00Z"),
+    ],
+)
+def test_moments_ahead_or_behind(given: str, expected: str) -> None:
+    assert moment_value(lambda: NOW)(given) == expected
+
+
+def test_a_bare_age_is_ambiguous_for_a_moment() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"write \+2h \(from now\) or -2h \(ago\)"):
+        moment_value(lambda: NOW)("2h")
 
 
 def test_digests_in_hex_or_base64() -> None:
@@ -83,5 +102,12 @@ def test_the_command_tree() -> None:
         *(f"rotasign keypair {verb}" for verb in (
             "create", "ls", "desc", "update", "suspend", "unsuspend", "refresh", "delete", "generations")),
         "rotasign sign", "rotasign sign-hash", "rotasign verify", "rotasign logs", "rotasign logs audit",
-        "rotasign logs signatures", "rotasign ca", "rotasign ca get",
+        "rotasign logs signatures", "rotasign logs checkpoint", "rotasign logs proof", "rotasign logs verify",
+        "rotasign ca", "rotasign ca get", "rotasign trust", "rotasign trust get",
+        "rotasign user", *(f"rotasign user {verb}" for verb in ("create", "ls", "desc", "update", "delete")),
+        "rotasign api-key", *(f"rotasign api-key {verb}" for verb in ("create", "ls", "revoke")),
+        *(f"rotasign {noun}" for noun in ("group", "team", "keypair-profile", "release-window")),
+        *(f"rotasign {noun} {verb}" for noun in ("group", "team", "keypair-profile", "release-window")
+          for verb in ("create", "ls", "desc", "update", "delete")),
+        "rotasign account", "rotasign account desc", "rotasign account update",
     ])

@@ -81,7 +81,12 @@ def test_version_and_help(cli: Cli) -> None:
         (("logs", "audit", "--keypair", "release"), "rotasign logs audit: unrecognized arguments: --keypair release"),
         (("logs", "signatures", "--outcome", "success"), "unrecognized arguments: --outcome success"),
         (("logs", "audit", "--since", "last tuesday"), "is not a time"),
-        (("verify", "x"), "one of the arguments --ca --account is required"),
+        (("verify", "x"), "one of the arguments --ca --trust --account is required"),
+        (("user", "create", "x", "--permissions", "fly"), "unknown permission 'fly'"),
+        (("release-window", "create", "w", "--keypairs", "k", "--starts", "now"), "--ends"),
+        (("keypair-profile", "create", "p"), "--mode"),
+        (("account", "update", "--teams-enabled", "yes"), "unrecognized arguments: yes"),
+        (("logs", "verify", "--entry"), "expected one argument"),
     ],
 )
 def test_usage_errors_exit_2(cli: Cli, args: tuple[str, ...], fragment: str) -> None:

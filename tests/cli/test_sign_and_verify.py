@@ -127,10 +127,12 @@ def test_ed25519_cms_follows_rfc_8419(rs: Cli, keypairs: dict[str, str], ca_pem:
     assert attrs["content_type"] == "data"
     assert attrs["message_digest"] == hashlib.sha512(target.read_bytes()).digest()
     assert "signing_time" in attrs
-    # `certificates` is a SET OF (DER sorts it): the signer's is the one its sid names.
+    # The signer's certificate by its issuer and serial: DER sorts a SET OF by encoding, so the leaf may
+    # come after its CA.
     sid = signer["sid"].chosen
-    certificate = next(x509.load_der_x509_certificate(c.chosen.dump()) for c in signed_data["certificates"]
-                       if c.chosen.issuer == sid["issuer"] and c.chosen.serial_number == sid["serial_number"].native)
+    (leaf,) = [c.chosen for c in signed_data["certificates"]
+               if c.chosen.serial_number == sid["serial_number"].native and c.chosen.issuer == sid["issuer"]]
+    certificate = x509.load_der_x509_certificate(leaf.dump())
     public_key = certificate.public_key()
     assert isinstance(public_key, ed25519.Ed25519PublicKey)
     stored = signer["signed_attrs"].dump()

@@ -18,7 +18,7 @@ import re
 import select
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +46,19 @@ def child_env() -> dict[str, str]:
 
 @contextmanager
 def running_stack(root: Path, schedule_seconds: int, account: str = "tests",
-                  second_account: str | None = None) -> Iterator[StackProcess]:
+                  second_account: str | None = None, settings: Mapping[str, str] | None = None
+                  ) -> Iterator[StackProcess]:
     """Start a fresh stack (state and its stderr under `root`); stop it when the block ends.
+
+    `settings` are ROTASIGN_* variables for the stack's process (e.g. a short ROTASIGN_MAX_REQUEST_SECONDS,
+    so that log entries settle into checkpoints within seconds).
 
     Raises RuntimeError (with the end of the stack's stderr) when it does not start.
     """
     args = [sys.executable, "-m", "tests.support.stack", str(root / "state"), str(schedule_seconds), account]
+    env = {**child_env(), **(settings or {})}
     with (root / "stack.err").open("w") as stderr:
-        process = subprocess.Popen(args + ([second_account] if second_account else []), cwd=REPO, env=child_env(),
+        process = subprocess.Popen(args + ([second_account] if second_account else []), cwd=REPO, env=env,
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert process.stdout is not None and process.stdin is not None
     try:
