@@ -25,7 +25,7 @@ from chalicelib.structured_logging import begin_request, end_request
 log = logging.getLogger("rotasign.http")
 # The console's static files are public: the page signs in with an API key and then calls the API.
 # An account's trust material is public: third parties verify its signatures with it.
-PUBLIC_PATHS = frozenset({"/api/v1/health", "/console", "/console/{asset}",
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/console", "/console/{asset}",
                           "/api/v1/trust/{account_id}", "/api/v1/trust/{account_id}/{certificate}"})
 # Routes that authenticate themselves (the public TSA decides per account).
 SELF_AUTHENTICATED = frozenset({"/api/v1/timestamp"})
