@@ -543,5 +543,5 @@ def document() -> Schema:
 @endpoint(None)
 def openapi_document() -> Response:
     """This API's OpenAPI 3.1 document; public, like the contract it describes."""
-    headers = {"Content-Type": "application/json", "Cache-Control": "public, max-age=300"}
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json", "Cache-Control": "public, max-age=300"}
     return Response(body=_document(), headers=headers)
