@@ -1,4 +1,4 @@
-"""HTTP middleware: body size, authentication, Chalice's own errors in the API.md shape, one log line."""
+"""HTTP middleware: body size, authentication, Chalice's own errors in the shape of docs/api.md, one log line."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ _CHALICE_ERRORS: dict[str, type[RotasignError]] = {
 
 
 def _rewrite(response: Response) -> Response:
-    """Chalice answers some errors itself ({"Code", "Message"}); give them the API.md shape."""
+    """Chalice answers some errors itself ({"Code", "Message"}); give them the error shape of docs/api.md."""
     body = response.body
     if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
         return response

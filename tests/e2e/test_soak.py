@@ -113,23 +113,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
         yield running
 
 
-def test_concurrent_creates_of_one_alias_make_exactly_one_keypair(stack: StackProcess) -> None:
+@pytest.mark.parametrize("round_", range(4))
+def test_concurrent_creates_of_one_alias_make_exactly_one_keypair(stack: StackProcess, round_: int) -> None:
     clients = [Client(stack) for _ in range(12)]
-    body = {"alias": "contested", "type": "static", "storage": "disk", **EC}
+    alias = f"contested-{round_}"
+    body = {"alias": alias, "type": "static", "storage": "disk", **EC}
     answers = together(len(clients), lambda i: clients[i].call("POST", "/keypairs", body))
     created = [answer for status, answer in answers if status == 201]
     assert len(created) == 1, answers
     assert sorted(answer["error"]["code"] for status, answer in answers if status != 201) == ["alias_taken"] * 11
     c = clients[0]
-    assert c.ok("GET", f"/keypairs/{created[0]['id']}")["alias"] == "contested"
-    assert c.ok("GET", "/keypairs/contested")["id"] == created[0]["id"]
-    assert [kp["id"] for kp in c.every("/keypairs?alias=contested")] == [created[0]["id"]]
+    assert c.ok("GET", f"/keypairs/{created[0]['id']}")["alias"] == alias
+    assert c.ok("GET", f"/keypairs/{alias}")["id"] == created[0]["id"]
+    assert [kp["id"] for kp in c.every(f"/keypairs?alias={alias}")] == [created[0]["id"]]
 
 
-def test_concurrent_refreshes_all_succeed_and_the_keypair_still_signs(stack: StackProcess, tmp_path: Path) -> None:
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_refreshes_all_succeed_and_the_keypair_still_signs(stack: StackProcess, tmp_path: Path,
+                                                                      round_: int) -> None:
     clients = [Client(stack) for _ in range(8)]
     c = clients[0]
-    kp = c.ok("POST", "/keypairs", {"alias": "refreshed-at-once", "type": "dynamic", "storage": "hsm", **EC}, 201)
+    kp = c.ok("POST", "/keypairs", {"alias": f"refreshed-at-once-{round_}", "type": "dynamic", "storage": "hsm",
+                                    **EC}, 201)
     answers = together(len(clients), lambda i: clients[i].call("POST", f"/keypairs/{kp['id']}/refresh"))
     assert [status for status, _ in answers] == [200] * len(clients), answers
     assert all(answer["generation"] > kp["generation"] for _, answer in answers)
