@@ -121,9 +121,10 @@ SIGN_ITEM_FIELDS: dict[str, Schema] = {
     "hash": {**BASE64, "description": "The digest, as long as hash_algorithm's (32, 48 or 64 bytes)."},
     "message": {**BASE64, "description": f"Instead of hash: 1 to {MAX_MESSAGE} bytes the service hashes "
                                          "(Ed25519 signs them as they are)."},
-    "hash_algorithm": {**strings(HASH_LENGTHS), "default": "SHA-256"},
-    "sig_alg": {"type": "string", "description": "SHA256withRSA, SHA256withRSA/PSS, SHA256withECDSA, Ed25519, ...; "
-                                                 "default by algorithm."},
+    # null means "not given" for these two, as the parser reads them.
+    "hash_algorithm": {**nullable(strings(HASH_LENGTHS)), "default": "SHA-256"},
+    "sig_alg": nullable({"type": "string", "description": "SHA256withRSA, SHA256withRSA/PSS, SHA256withECDSA, "
+                                                          "Ed25519, ...; default by algorithm."}),
     "file_name": text(MAX_LABEL),
     "tool": text(MAX_LABEL),
 }
