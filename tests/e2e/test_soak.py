@@ -262,9 +262,10 @@ def test_soak_mixed_clients_keep_every_invariant(stack: StackProcess, tmp_path: 
 
     def waiting(queue: str) -> int:
         url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-        return sum(int(attributes[name]) for name in names)
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     settle = time.monotonic() + QUEUE_SETTLE
     while waiting(state.refresh_queue) and time.monotonic() < settle:
@@ -274,8 +275,8 @@ def test_soak_mixed_clients_keep_every_invariant(stack: StackProcess, tmp_path: 
     assert c.every("/audit-logs?action=refresh&outcome=failure") == []
     scheduled = c.every("/audit-logs?action=refresh&actor=system:scheduler&outcome=success")
 
-    counts = {action: dict(sorted(counter.items())) for action, counter in sorted(soak.statuses.items())}
-    print(f"\nsoak: {SOAK_SECONDS:.0f} s, {len(workers)} clients; statuses by action {counts}; "
+    by_action = {action: dict(sorted(statuses.items())) for action, statuses in sorted(soak.statuses.items())}
+    print(f"\nsoak: {SOAK_SECONDS:.0f} s, {len(workers)} clients; statuses by action {by_action}; "
           f"{verified} signatures verified (cryptography and openssl), {len(single)} single-use signatures "
           f"on {len(single)} generations, {len(soak.created)} keypairs created under one alias, "
           f"{len(scheduled)} scheduled refreshes, dead-letter queue empty")
