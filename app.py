@@ -12,6 +12,7 @@ from chalicelib.api import (
     identity,
     keypairs,
     logs,
+    openapi,
     profiles,
     refresh,
     release_windows,
@@ -39,6 +40,7 @@ app.register_blueprint(timestamp.bp, url_prefix="/api/v1")
 app.register_blueprint(refresh.bp, url_prefix="/api/v1")
 app.register_blueprint(transparency.bp, url_prefix="/api/v1")
 app.register_blueprint(trust.bp, url_prefix="/api/v1")
+app.register_blueprint(openapi.bp, url_prefix="/api/v1")
 app.register_blueprint(console.bp, url_prefix="/console")
 app.register_blueprint(users.bp, url_prefix="/api/v1")
 app.register_blueprint(groups.bp, url_prefix="/api/v1")

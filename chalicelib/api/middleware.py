@@ -1,4 +1,4 @@
-"""HTTP middleware: body size, authentication, Chalice's own errors in the API.md shape, one log line."""
+"""HTTP middleware: body size, authentication, Chalice's own errors in the shape of docs/api.md, one log line."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from chalicelib.structured_logging import begin_request, end_request
 log = logging.getLogger("rotasign.http")
 # The console's static files are public: the page signs in with an API key and then calls the API.
 # An account's trust material is public: third parties verify its signatures with it.
-PUBLIC_PATHS = frozenset({"/api/v1/health", "/console", "/console/{asset}",
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/console", "/console/{asset}",
                           "/api/v1/trust/{account_id}", "/api/v1/trust/{account_id}/{certificate}"})
 # Routes that authenticate themselves (the public TSA decides per account).
 SELF_AUTHENTICATED = frozenset({"/api/v1/timestamp"})
@@ -38,7 +38,7 @@ _CHALICE_ERRORS: dict[str, type[RotasignError]] = {
 
 
 def _rewrite(response: Response) -> Response:
-    """Chalice answers some errors itself ({"Code", "Message"}); give them the API.md shape."""
+    """Chalice answers some errors itself ({"Code", "Message"}); give them the error shape of docs/api.md."""
     body = response.body
     if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
         return response

@@ -122,6 +122,7 @@ def _tsa_query(w: World) -> tuple[str, Any]:
 V1 = "/api/v1"
 ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/health"): Rule(PUBLIC, 200, lambda w: (f"{V1}/health", None), names_object=False),
+    ("GET", "/api/v1/openapi.json"): Rule(PUBLIC, 200, lambda w: (f"{V1}/openapi.json", None), names_object=False),
     ("GET", "/console"): Rule(PUBLIC, 302, lambda w: ("/console", None), names_object=False),  # to /console/
     ("GET", "/console/{asset}"): Rule(PUBLIC, 200, lambda w: ("/console/app.js", None), names_object=False),
     ("GET", "/api/v1/me"): Rule(ANYONE, 200, lambda w: (f"{V1}/me", None), names_object=False),
