@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The algorithms of API.md, each with its default sig_alg over a SHA-256 digest.
+# The algorithms of docs/api.md, each with its default sig_alg over a SHA-256 digest.
 ALGORITHMS: dict[str, dict[str, Any]] = {
     "RSA-2048": {"algorithm": "RSA", "key_size": 2048},
     "RSA-3072": {"algorithm": "RSA", "key_size": 3072},

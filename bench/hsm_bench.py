@@ -1,6 +1,6 @@
 """HSM signatures per second: the key-object path beside raw python-pkcs11 on the same SoftHSM2 token and key.
 
-For each algorithm of API.md a key pair is generated on a temporary token through `HsmKeyStore`, and the
+For each algorithm of docs/api.md a key pair is generated on a temporary token through `HsmKeyStore`, and the
 same SHA-256 digest (the message, for Ed25519) is signed in one thread two ways:
 1. the service's path: `algorithms.sign(store.load(...), sig_alg, digest)` — the `cryptography` key object
    whose `sign()` maps to a mechanism, takes the process-wide lock, checks the cached handle's label and

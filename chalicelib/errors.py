@@ -1,4 +1,4 @@
-"""Domain errors: each carries the HTTP status and the API.md error code it maps to."""
+"""Domain errors: each carries the HTTP status and the docs/api.md error code it maps to."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class RotasignError(Exception):
         super().__init__(self.message)
 
     def body(self) -> dict[str, Any]:
-        """The API.md error body for this error."""
+        """The docs/api.md error body for this error."""
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 

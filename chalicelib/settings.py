@@ -98,7 +98,7 @@ KNOWN_PKCS11_MODULES: tuple[str, ...] = (
     "/usr/local/lib/softhsm/libsofthsm2.so",
     "/opt/homebrew/lib/softhsm/libsofthsm2.so",
 )
-CACHE_BOUND_SECONDS = 5.0  # API.md: revocation, suspension and access changes take effect within 5 s
+CACHE_BOUND_SECONDS = 5.0  # docs/api.md: revocation, suspension and access changes take effect within 5 s
 
 
 def _pkcs11_module(configured: str | None) -> str:

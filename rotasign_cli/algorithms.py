@@ -122,6 +122,6 @@ def verify_signature(
 
 
 def key_id(public_key: PublicKey) -> str:
-    """API.md's `key_id`: lowercase hex SHA-256 of the DER SubjectPublicKeyInfo."""
+    """docs/api.md's `key_id`: lowercase hex SHA-256 of the DER SubjectPublicKeyInfo."""
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()

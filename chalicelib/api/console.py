@@ -64,7 +64,7 @@ def _headers(**extra: str) -> dict[str, str | list[str]]:
 
 
 def serve(name: str, if_none_match: str | None = None) -> Response:
-    """One console file with its content type and the security headers; a 404 in the API.md shape otherwise."""
+    """One console file with its content type and the security headers; a 404 in the docs/api.md shape otherwise."""
     path = STATIC_DIR / name
     if not _ASSET_NAME.fullmatch(name) or not path.is_file():
         body = NotFound("No such console file.").body()

@@ -22,7 +22,7 @@ JSON_TYPES = frozenset({"application/json", "application/json;charset=utf-8"})
 
 
 def error_response(error: RotasignError) -> Response:
-    """The API.md error body with its status (and Retry-After for 429)."""
+    """The docs/api.md error body with its status (and Retry-After for 429)."""
     headers: dict[str, str | list[str]] = {"Content-Type": "application/json"}
     if error.status == 429:
         headers["Retry-After"] = "1"
@@ -30,7 +30,7 @@ def error_response(error: RotasignError) -> Response:
 
 
 def internal_error() -> Response:
-    """A 500 in the API.md shape, with nothing about the cause."""
+    """A 500 in the docs/api.md shape, with nothing about the cause."""
     body = {"error": {"code": "internal_error", "message": "An internal error occurred.", "details": {}}}
     return Response(body=body, status_code=500, headers={"Content-Type": "application/json"})
 
@@ -77,7 +77,7 @@ def query(request: Request) -> dict[str, str]:
 
 
 def endpoint(permission: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Wrap a view: check the permission, turn domain errors into API.md responses (never a trace)."""
+    """Wrap a view: check the permission, turn domain errors into docs/api.md responses (never a trace)."""
 
     def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)

@@ -1,4 +1,4 @@
-"""Domain values in their API.md form."""
+"""Domain values in their docs/api.md form."""
 
 from __future__ import annotations
 

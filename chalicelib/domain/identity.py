@@ -1,4 +1,4 @@
-"""Accounts, users, API keys, the authenticated caller, and the permission tables of API.md."""
+"""Accounts, users, API keys, the authenticated caller, and the permission tables of docs/api.md."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ class Category(StrEnum):
 
 @dataclass(frozen=True)
 class Certificate:
-    """An issued certificate as API.md shows it."""
+    """An issued certificate as docs/api.md shows it."""
 
     serial: str
     pem: str
@@ -64,7 +64,7 @@ class Certificate:
     issuer: str
 
     def as_dict(self) -> dict[str, str]:
-        """The API.md form."""
+        """The docs/api.md form."""
         return {"serial": self.serial, "pem": self.pem, "not_before": self.not_before,
                 "not_after": self.not_after, "issuer": self.issuer}
 

@@ -55,7 +55,7 @@ class Actor:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One structured audit record (API.md "Logs")."""
+    """One structured audit record (docs/api.md "Logs")."""
 
     account: str
     key: LogKey
@@ -114,7 +114,7 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class SignatureEntry:
-    """One signature attempt (API.md "Logs"): a success with its signature, or a refusal with its error."""
+    """One signature attempt (docs/api.md "Logs"): a success with its signature, or a refusal with its error."""
 
     account: str
     key: LogKey

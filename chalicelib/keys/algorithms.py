@@ -157,5 +157,5 @@ def public_key_pem(public_key: PublicKey) -> str:
 
 
 def key_id_of(public_key: PublicKey) -> str:
-    """API.md `key_id`: lowercase hex SHA-256 of the DER SubjectPublicKeyInfo."""
+    """docs/api.md `key_id`: lowercase hex SHA-256 of the DER SubjectPublicKeyInfo."""
     return hashlib.sha256(public_key_der(public_key)).hexdigest()

@@ -24,7 +24,7 @@ CATEGORIES = ("production", "test")
 
 
 def describe(cert: x509.Certificate) -> Certificate:
-    """A certificate as API.md shows it."""
+    """A certificate as docs/api.md shows it."""
     return Certificate(
         serial=format(cert.serial_number, "x"),
         pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),

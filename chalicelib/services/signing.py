@@ -1,6 +1,6 @@
 """Signing: check the caller and the keypair, sign, time-stamp, log every attempt — one write per signature.
 
-A warm signature (API.md "Caching bound", DESIGN "The signing path"):
+A warm signature (README "How it is built", "The signing path"):
   the keypair's state and key object from this process's cache (at most 5 s old) → the signature →
   its RFC 3161 token → one conditional PutItem of its signature-log entry → the answer.
 No item is shared between concurrent signers of one keypair, so a busy keypair scales with Lambda, not

@@ -1,4 +1,4 @@
-"""The audit log: append-only entries, one index per filter of API.md.
+"""The audit log: append-only entries, one index per filter of docs/api.md.
 
 Index choice (first match wins; the other filters become a FilterExpression): resource_id →
 by_resource; type+action → by_type_action (the documented refresh query); actor → by_actor; type →

@@ -1,4 +1,4 @@
-"""The signature log: one entry per signature attempt, append-only, one index per filter of API.md.
+"""The signature log: one entry per signature attempt, append-only, one index per filter of docs/api.md.
 
 Index choice (first match wins; the other filters become a FilterExpression): keypair_id →
 by_keypair_id; keypair_alias → by_alias; signer → by_signer; status → by_status; otherwise the

@@ -32,7 +32,7 @@ class _Meta:
 
 
 class CertificateMap(MapAttribute[str, Any]):
-    """A certificate as API.md shows it."""
+    """A certificate as docs/api.md shows it."""
 
     serial = UnicodeAttribute()
     pem = UnicodeAttribute()

@@ -52,7 +52,7 @@ def ok(client: Any, method: str, path: str, key: str, body: Any = None, status: 
 
 
 def refused(response: Any, status: int, code: str) -> dict[str, Any]:
-    """The status and the API.md error body."""
+    """The status and the docs/api.md error body."""
     assert response.status_code == status, (response.status_code, response.body[:300])
     body = json.loads(response.body)
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}

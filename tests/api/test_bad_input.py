@@ -1,4 +1,4 @@
-"""A table of bad keypair requests: each gets its 4xx in the API.md error shape and writes nothing."""
+"""A table of bad keypair requests: each gets its 4xx in the docs/api.md error shape and writes nothing."""
 
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def send(target: dict[str, Any], method: str, path: str, body: Any, content_type
 
 
 def check_refused(response: Any, status: int, code: str) -> None:
-    """The status, and exactly the API.md error shape with no trace of a stack or exception."""
+    """The status, and exactly the docs/api.md error shape with no trace of a stack or exception."""
     assert response.status_code == status, (response.status_code, response.body[:300])
     body = json.loads(response.body)
     assert set(body) == {"error"}

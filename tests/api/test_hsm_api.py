@@ -33,7 +33,7 @@ RUN = uuid.uuid4().hex[:8]  # alias suffix: the module's keypairs never clash wi
 
 
 def _cases() -> Iterator[Any]:
-    """(spec, sig_alg, hash_algorithm, input) for every algorithm x size x sig_alg of API.md."""
+    """(spec, sig_alg, hash_algorithm, input) for every algorithm x size x sig_alg of docs/api.md."""
     for name, spec in SPECS.items():
         for bits in ("256", "384", "512"):
             hash_algorithm = f"SHA-{bits}"

@@ -17,7 +17,7 @@ from tests.cli.conftest import Cli, assert_error, table
 
 pytestmark = pytest.mark.e2e
 
-REVOCATION_WAIT = 30.0  # API.md: a revocation takes effect within 5 s; a guard on a loaded machine
+REVOCATION_WAIT = 30.0  # docs/api.md: a revocation takes effect within 5 s; a guard on a loaded machine
 
 
 def name(prefix: str) -> str:

@@ -15,7 +15,7 @@ DIGEST = hashlib.sha256(b"artifact").digest()
 
 
 def answer(**changes: Any) -> dict[str, Any]:
-    """A sign answer as API.md shows it."""
+    """A sign answer as docs/api.md shows it."""
     base = {
         "signature": base64.b64encode(b"sig").decode(), "sig_alg": "SHA256withECDSA", "keypair_id": "kp_01",
         "alias": "release", "key_id": "ab" * 32, "generation": 7,

@@ -19,7 +19,7 @@ from tests.cli.conftest import Cli, Stack, assert_error, table
 
 pytestmark = pytest.mark.e2e
 
-# Every algorithm of API.md, on both storages between them.
+# Every algorithm of docs/api.md, on both storages between them.
 KEY_SPECS = [
     ("RSA", ["--key-size", "2048"], "disk", "RSA-2048"),
     ("RSA", ["--key-size", "3072"], "hsm", "RSA-3072"),

@@ -28,7 +28,7 @@ from tests.console.consoletest import ConsoleStack, assert_protected, lower, new
 pytestmark = pytest.mark.e2e
 
 XSS = "<img src=x onerror=alert(1)>"
-# Ids shaped as the service makes them (prefixed ULIDs), for the lists served in API.md's shape below.
+# Ids shaped as the service makes them (prefixed ULIDs), for the lists served in docs/api.md's shape below.
 TEAM_A, TEAM_B = "team_01J" + "A" * 23, "team_01J" + "B" * 23
 PROF_FIXED, PROF_CUSTOM = "prof_01J" + "F" * 23, "prof_01J" + "C" * 23
 USER, GROUP = "usr_01J" + "V" * 23, "grp_01J" + "G" * 23
@@ -341,7 +341,7 @@ def test_the_create_form_adapts_as_the_peers_does(page: Page, console_stack: Con
 
 
 def _serve_list(items: list[dict[str, Any]]) -> Callable[[Route], None]:
-    """A route handler answering one page of `items`, as a list route of API.md does."""
+    """A route handler answering one page of `items`, as a list route of docs/api.md does."""
 
     def fulfil(route: Route) -> None:
         route.fulfill(status=200, content_type="application/json", body=json.dumps({"items": items, "next": None}))
@@ -350,7 +350,7 @@ def _serve_list(items: list[dict[str, Any]]) -> Callable[[Route], None]:
 
 
 def test_profiles_follow_the_team_and_a_fixed_profile_locks_its_fields(page: Page, console_stack: ConsoleStack) -> None:
-    """Teams, profiles, users and groups served to the page in API.md's shape, with ids the service does not know.
+    """Teams, profiles, users and groups served to the page in docs/api.md's shape, with ids the service does not know.
 
     The form's behaviour is checked here without making them (test_console_admin makes real ones): the
     service then refuses the unknown team, and its refusal lands on the Team field.

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-# Every algorithm and size of API.md, as POST /keypairs fields.
+# Every algorithm and size of docs/api.md, as POST /keypairs fields.
 KEY_SPECS: dict[str, dict[str, Any]] = {
     "rsa-2048": {"algorithm": "RSA", "key_size": 2048},
     "rsa-3072": {"algorithm": "RSA", "key_size": 3072},
@@ -66,7 +66,7 @@ class Api:
         return json.loads(response.body) if response.body else None
 
     def error(self, method: str, path: str, body: Any, status: int, code: str) -> dict[str, Any]:
-        """A refusal with `status` and `code` in the API.md error shape; its `error` object."""
+        """A refusal with `status` and `code` in the docs/api.md error shape; its `error` object."""
         response = self.call(method, path, body)
         assert response.status_code == status, (method, path, response.status_code, response.body[:500])
         parsed = json.loads(response.body)
