@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
+# RFC 3339 section 5.6 date-time: what `fromisoformat` takes beyond it (basic format, a space for the
+# `T`, no offset) is refused, so that every time a client sends reads one way.
+RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def utc_now() -> datetime:
@@ -26,7 +30,9 @@ def rfc3339_ms(value: datetime) -> str:
 
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 timestamp; raises ValueError."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not RFC3339_RE.fullmatch(value):
+        raise ValueError("not an RFC 3339 date-time")
+    parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError("timestamp needs a timezone")
     return parsed.astimezone(UTC)
