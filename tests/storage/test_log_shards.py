@@ -123,6 +123,19 @@ def test_pages_within_a_time_range(signatures: Any, limit: int) -> None:
     assert got == want
 
 
+def test_the_default_shard_count_walks_the_same_entries(signatures: Any) -> None:
+    from chalicelib.settings import DEFAULT_LOG_SHARDS
+
+    account, _, entries = signatures
+    log = SignatureLog(shards=DEFAULT_LOG_SHARDS)
+    moved = new_id("acct")
+    for entry in entries:
+        log.append(SignatureEntry(**{**entry.__dict__, "account": moved}))
+    got = [e.id for page in walk(lambda n, s: log.query(moved, SignatureFilter(), n, s), 7) for e in page]
+    assert got == [e.id for e in newest_first(entries)]
+    assert log.get(moved, entries[3].id) == SignatureEntry(**{**entries[3].__dict__, "account": moved})
+
+
 def test_an_entry_is_read_from_its_shard_in_one_request(signatures: Any) -> None:
     account, log, entries = signatures
     for entry in entries[:6]:
