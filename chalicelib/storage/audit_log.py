@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from chalicelib.domain.logs import AuditEntry, AuditFilter, LogKey
+from chalicelib.storage.connection import connection
 from chalicelib.storage.errors import guarded
 from chalicelib.storage.log_queries import LogPosition, Plan, all_of, ascending, by_id, run_query
 from chalicelib.storage.shards import shard_of, sharded
@@ -100,7 +101,10 @@ class AuditLog:
     @property
     def shards(self) -> int:
         """How many write shards each account's entries are spread over."""
-        return self._shards or AuditLogModel.shards
+        if self._shards:
+            return self._shards
+        connection()  # configures the models (table names, shard count) on first use
+        return AuditLogModel.shards
 
     def stage(self, tx: Transaction, entry: AuditEntry) -> None:
         """Write the entry in the transaction of the change it records."""

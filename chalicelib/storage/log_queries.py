@@ -29,7 +29,7 @@ from chalicelib.storage.errors import FAILURES, translate
 from chalicelib.storage.shards import ShardReader, merged, shard_of, sharded
 
 # DynamoDB reads at most 1 MB per request anyway; with a residual filter, ask for many items per
-# request so a sparse filter costs fewer round trips.
+# request (over all shards) so a sparse filter costs fewer round trips.
 FILTERED_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 500
 # Unfiltered, each shard is asked for twice its share of a page (at least this many): a shard that
@@ -113,10 +113,10 @@ def run_query(
     """One page of a log query over every shard, newest first, with the shards' positions after it."""
     after, done = _cursor(start, shards)
     key_condition = _key_condition(model, window, after)
+    page_size = min(limit + 1, MAX_PAGE_SIZE, max(MIN_SHARD_PAGE, -(-2 * (limit + 1) // shards)))
     if plan.filter is not None or plan.keep is not None:
-        page_size = FILTERED_PAGE_SIZE
-    else:
-        page_size = min(limit + 1, MAX_PAGE_SIZE, max(MIN_SHARD_PAGE, -(-2 * (limit + 1) // shards)))
+        # Unknown how many match: each round of requests examines about 2 x FILTERED_PAGE_SIZE entries in all.
+        page_size = max(page_size, min(FILTERED_PAGE_SIZE, -(-2 * FILTERED_PAGE_SIZE // shards)))
     readers = [
         ShardReader(shard, _rows(model.shard_query(
             sharded(plan.hash_value, shard), range_key_condition=key_condition, filter_condition=plan.filter,

@@ -23,7 +23,7 @@ from typing import Any
 
 from chalicelib.domain.logs import LogKey, SignatureEntry, SignatureFilter
 from chalicelib.storage import codec
-from chalicelib.storage.connection import client
+from chalicelib.storage.connection import client, connection
 from chalicelib.storage.errors import guarded
 from chalicelib.storage.log_queries import LogPosition, Plan, all_of, ascending, by_id, run_query
 from chalicelib.storage.shards import shard_of, sharded
@@ -129,7 +129,10 @@ class SignatureLog:
     @property
     def shards(self) -> int:
         """How many write shards each account's entries are spread over."""
-        return self._shards or SignatureLogModel.shards
+        if self._shards:
+            return self._shards
+        connection()  # configures the models (table names, shard count) on first use
+        return SignatureLogModel.shards
 
     @property
     def table(self) -> str:
