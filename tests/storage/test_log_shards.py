@@ -126,7 +126,7 @@ def test_pages_within_a_time_range(signatures: Any, limit: int) -> None:
 def test_the_default_shard_count_walks_the_same_entries(signatures: Any) -> None:
     from chalicelib.settings import DEFAULT_LOG_SHARDS
 
-    account, _, entries = signatures
+    _, _, entries = signatures
     log = SignatureLog(shards=DEFAULT_LOG_SHARDS)
     moved = new_id("acct")
     for entry in entries:
@@ -151,10 +151,16 @@ def test_a_page_costs_a_bounded_number_of_requests_whatever_the_limit_or_the_log
     small = new_id("acct")
     for entry in entries[:4]:
         log.append(SignatureEntry(**{**entry.__dict__, "account": small}))
-    for who, limit in ((small, 1), (account, 1), (account, 7), (account, COUNT - 1)):
+    signer = SignatureFilter(signer=SIGNERS[0], status="success")
+    for who, limit, f in ((small, 1, SignatureFilter()), (account, 1, SignatureFilter()),
+                          (account, 7, SignatureFilter()), (account, COUNT - 1, SignatureFilter()),
+                          (account, 2, signer), (account, COUNT, signer)):
         with RequestCounter() as counter:
-            items, _ = log.query(who, SignatureFilter(), limit, None)
-        assert len(items) == min(limit, 4 if who == small else COUNT)
+            items, _ = log.query(who, f, limit, None)
+        if f == signer:
+            assert len(items) == min(limit, sum(e.signer == SIGNERS[0] and e.status == "success" for e in entries))
+        else:
+            assert len(items) == min(limit, 4 if who == small else COUNT)
         queries = counter.of("dynamodb")
         assert set(queries) == {"Query"}
         # One request per shard, plus at most one per shard page a shard gives the page beyond its first.
@@ -162,11 +168,16 @@ def test_a_page_costs_a_bounded_number_of_requests_whatever_the_limit_or_the_log
 
 
 def test_shards_that_ran_out_are_not_read_again(signatures: Any) -> None:
-    account, log, entries = signatures
+    account, log, _ = signatures
     f = SignatureFilter(keypair_id=KEYPAIRS[0])
-    positions = []
-    for _ in walk(lambda n, s: (positions.append(s), log.query(account, f, n, s))[1], 2):
-        pass
+    positions: list[Any] = []
+
+    def query(limit: int, start: Any) -> tuple[list[Any], Any]:
+        positions.append(start)
+        return log.query(account, f, limit, start)
+
+    pages = list(walk(query, 2))
+    assert len(pages) > 2
     last = positions[-1]
     assert last is not None and last["done"], "some shard ran out before the last page"
     done = bin(last["done"]).count("1")
