@@ -102,7 +102,7 @@ def floor(s: Any, kp_id: str, n: int) -> dict[str, float]:
     [entry], _ = deps.store.signatures.query(s.account, SignatureFilter(keypair_id=kp_id), 1, None)
     table = deps.store.signatures.table
     dynamodb = client()
-    items = [item_of(replace(entry, key=LogKey.new(deps.clock()))) for _ in range(n)]
+    items = [item_of(replace(entry, key=LogKey.new(deps.clock())), deps.store.signatures.shards) for _ in range(n)]
     started = time.process_time()
     for item in items:
         dynamodb.put_item(TableName=table, Item=item, ConditionExpression=NEW_KEY)

@@ -5,7 +5,7 @@ Scenarios: warm caches (the steady state of a warm Lambda), an offline keypair i
 (its count is a second item of the same write), the first signature after the 5-second principal and
 account caches lapse, the first signature with a keypair in this process, a batch of 100, and refusals.
 Write units follow DynamoDB's pricing rules: ceil(item size / 1 KB) for the table and for each index the
-item lands in (ALL projection copies the whole item); a transactional write costs twice.
+item lands in, on the copy the index's projection keeps (bench/log_wcu.py); a transactional write costs twice.
 Run: `.venv/bin/python bench/requests_per_signature.py`.
 """
 
@@ -83,39 +83,24 @@ def main() -> None:
                     write_units(services, s))
 
 
-def item_bytes(item: dict[str, Any]) -> int:
-    """DynamoDB's item size: attribute names plus values (UTF-8 strings, binary, ~1 byte per 2 digits)."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        kind, raw = next(iter(value.items()))
-        if kind == "S":
-            size += len(raw.encode())
-        elif kind == "B":
-            size += len(raw)
-        elif kind == "N":
-            size += (len(raw.strip("-").replace(".", "")) + 1) // 2 + 1
-        else:
-            size += 1
-    return size
-
-
 def write_units(services: Any, s: Stack) -> list[list[str]]:
-    """WCU of the newest success entry of this account, as the table and its indexes charge it."""
+    """WCU of the newest success entry of this account, as the table and its indexes charge it (bench/log_wcu.py)."""
+    from log_wcu import includes, item_bytes, layout_units
+
     from chalicelib.domain.logs import SignatureFilter
     from chalicelib.storage.signature_log import item_of
     from chalicelib.storage.tables import ReleaseWindowModel, SignatureLogModel
 
-    [entry], _ = services.deps.store.signatures.query(s.account, SignatureFilter(status="success"), 1, None)
-    item = item_of(entry)
-    size = item_bytes(item)
-    indexes = [i for i in SignatureLogModel._indexes.values() if i._hash_key_attribute().attr_name in item]
-    units = -(-size // 1024) * (1 + len(indexes))
+    store = services.deps.store
+    [entry], _ = store.signatures.query(s.account, SignatureFilter(status="success"), 1, None)
+    size, table, copies = layout_units(item_of(entry, store.signatures.shards), ("pk", "sk"),
+                                       includes(SignatureLogModel))
+    units = table + sum(copies)
     # The release window's counter: its item (and its one local index, which projects all of it).
     window = next(iter(ReleaseWindowModel.query(s.account)))
     window_size = item_bytes(window.serialize())
     window_units = -(-window_size // 1024) * 2
-    return [["success entry (token and certificate serial included)", str(size), str(len(indexes)), str(units),
+    return [["success entry (token and certificate serial included)", str(size), str(len(copies)), str(units),
              str(2 * units)],
             ["release window counter (`ADD signatures_used`)", str(window_size), "1", str(window_units),
              str(2 * window_units)]]

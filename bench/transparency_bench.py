@@ -49,7 +49,7 @@ def write_entries(account: str, start: datetime, count: int) -> datetime:
         puts = []
         for i in range(first, min(first + 25, count)):
             at = start + timedelta(milliseconds=i)
-            puts.append({"PutRequest": {"Item": item_of(sample_entry(account, at, i))}})
+            puts.append({"PutRequest": {"Item": item_of(sample_entry(account, at, i), SignatureLogModel.shards)}})
         client().batch_write_item(RequestItems={table: puts})
     return at
 
@@ -63,7 +63,7 @@ def cpu_rows() -> list[list[str]]:
 
     n = 5_000
     entries = [sample_entry("acct_01JBENCHACCOUNT00000000000", datetime.now(UTC), i) for i in range(n)]
-    raw = [item_of(e) for e in entries]
+    raw = [item_of(e, SignatureLogModel.shards) for e in entries]
     bodies = [e.as_dict() for e in entries]
     data = [canonical(b) for b in bodies]
     hashes = [leaf_hash(d) for d in data]

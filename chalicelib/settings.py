@@ -27,6 +27,9 @@ TABLES = (
 )
 # Clock difference allowed between the functions that write log entries and the checkpointer.
 LOG_CLOCK_SKEW_SECONDS = 5.0
+# Write shards per account of each log table (README "Limits and cost at scale": 10,000 entries/s of
+# up to 3 write units each over partitions of 1,000 units/s needs 30).
+DEFAULT_LOG_SHARDS = 32
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Settings:
     log_retention_days: int
     public_base_url: str | None = None
     checkpoint_seconds: float = 40.0
+    log_shards: int = DEFAULT_LOG_SHARDS
 
     def table_name(self, table: str) -> str:
         """The DynamoDB table name of one of TABLES in this stage."""
@@ -112,6 +116,14 @@ def _bounded(raw: str | None, default: float) -> float:
     return max(0.0, min(float(raw) if raw else default, CACHE_BOUND_SECONDS))
 
 
+def _log_shards(raw: str | None) -> int:
+    """The log tables' write shards per account: 1 to 256 (fixed for a stage once it holds entries)."""
+    shards = int(raw) if raw else DEFAULT_LOG_SHARDS
+    if not 1 <= shards <= 256:
+        raise ValueError("ROTASIGN_LOG_SHARDS must be between 1 and 256")
+    return shards
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Read the settings once per process (tests call `get_settings.cache_clear()`)."""
@@ -143,4 +155,5 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         log_retention_days=int(env.get("ROTASIGN_LOG_RETENTION_DAYS", "0")),
         public_base_url=(env.get("ROTASIGN_PUBLIC_BASE_URL") or "").rstrip("/") or None,
         checkpoint_seconds=float(env.get("ROTASIGN_CHECKPOINT_SECONDS", "40")),
+        log_shards=_log_shards(env.get("ROTASIGN_LOG_SHARDS")),
     )

@@ -21,6 +21,9 @@ os.environ.update(
     AWS_SECRET_ACCESS_KEY="testing",
     AWS_SESSION_TOKEN="testing",
     ROTASIGN_STAGE="test",
+    # Few log write shards: moto answers a query ~100x slower than DynamoDB, and the checkpointer reads
+    # every shard of every account the suite makes. tests/storage/test_log_shards.py also runs the default.
+    ROTASIGN_LOG_SHARDS="4",
 )
 
 HSM_PIN = "rotasign-test-pin-1234"

@@ -1,4 +1,4 @@
-"""The audit log: append-only entries, one index per filter of docs/api.md.
+"""The audit log: append-only entries, one index per filter of docs/api.md, spread over the account's write shards.
 
 Index choice (first match wins; the other filters become a FilterExpression): resource_id →
 by_resource; type+action → by_type_action (the documented refresh query); actor → by_actor; type →
@@ -11,19 +11,24 @@ from collections.abc import Iterator
 from typing import Any
 
 from chalicelib.domain.logs import AuditEntry, AuditFilter, LogKey
+from chalicelib.storage.connection import connection
 from chalicelib.storage.errors import guarded
-from chalicelib.storage.log_queries import Plan, all_of, ascending, by_id, run_query
-from chalicelib.storage.paging import Position
+from chalicelib.storage.log_queries import LogPosition, Plan, all_of, ascending, by_id, run_query
+from chalicelib.storage.shards import shard_of, sharded
 from chalicelib.storage.tables import AuditLogModel
 from chalicelib.storage.transaction import Transaction
 
 
-def _row(entry: AuditEntry) -> AuditLogModel:
+def _row(entry: AuditEntry, shards: int) -> AuditLogModel:
     account = entry.account
+    shard = shard_of(entry.id[4:], shards)
+
+    def key(value: str) -> str:
+        return sharded(f"{account}#{value}", shard)
+
     return AuditLogModel(
-        account,
+        sharded(account, shard),
         entry.key.sort_key,
-        id=entry.id,
         at=entry.at,
         actor=entry.actor,
         type=entry.type,
@@ -35,11 +40,11 @@ def _row(entry: AuditEntry) -> AuditLogModel:
         details=entry.details,
         source_ip=entry.source_ip,
         expires=entry.expires,
-        k_type_action=f"{account}#{entry.type}#{entry.action}",
-        k_type=f"{account}#{entry.type}",
-        k_action=f"{account}#{entry.action}",
-        k_resource=f"{account}#{entry.resource_id}" if entry.resource_id else None,
-        k_actor=f"{account}#{entry.actor}",
+        k_type_action=key(f"{entry.type}#{entry.action}"),
+        k_type=key(entry.type),
+        k_action=key(entry.action),
+        k_resource=key(entry.resource_id) if entry.resource_id else None,
+        k_actor=key(entry.actor),
     )
 
 
@@ -76,7 +81,7 @@ def plan(account: str, f: AuditFilter) -> Plan:
     elif f.action is not None:
         index, attr, value, served = "by_action", "k_action", f"{account}#{f.action}", {"action"}
     else:
-        index, attr, value, served = None, "account", account, set()
+        index, attr, value, served = None, "pk", account, set()
     columns = {"type": m.type, "action": m.action, "resource_id": m.resource_id, "actor": m.actor,
                "outcome": m.outcome}
     residual = [columns[name] == getattr(f, name) for name in columns
@@ -85,30 +90,44 @@ def plan(account: str, f: AuditFilter) -> Plan:
 
 
 class AuditLog:
-    """Writes (always conditional: a repeated key would silently overwrite) and queries of the audit log."""
+    """Writes (always conditional: a repeated key would silently overwrite) and queries of the audit log.
+
+    `shards`: the account's write shards (default: the configured ROTASIGN_LOG_SHARDS).
+    """
+
+    def __init__(self, shards: int | None = None) -> None:
+        self._shards = shards
+
+    @property
+    def shards(self) -> int:
+        """How many write shards each account's entries are spread over."""
+        if self._shards:
+            return self._shards
+        connection()  # configures the models (table names, shard count) on first use
+        return AuditLogModel.shards
 
     def stage(self, tx: Transaction, entry: AuditEntry) -> None:
         """Write the entry in the transaction of the change it records."""
-        tx.put(_row(entry), AuditLogModel.sk.does_not_exist())
+        tx.put(_row(entry, self.shards), AuditLogModel.sk.does_not_exist())
 
     @guarded
     def append(self, entry: AuditEntry) -> None:
         """Write one entry on its own (for events with no other state change)."""
-        _row(entry).save(condition=AuditLogModel.sk.does_not_exist())
+        _row(entry, self.shards).save(condition=AuditLogModel.sk.does_not_exist())
 
     @guarded
-    def query(self, account: str, f: AuditFilter, limit: int, start: Position | None
-              ) -> tuple[list[AuditEntry], Position | None]:
-        """One page, newest first."""
-        rows, position = run_query(AuditLogModel, plan(account, f), f.time, limit, start)
+    def query(self, account: str, f: AuditFilter, limit: int, start: LogPosition | None
+              ) -> tuple[list[AuditEntry], LogPosition | None]:
+        """One page, newest first, merged over the shards; raises InvalidPaginationToken for a foreign position."""
+        rows, position = run_query(AuditLogModel, plan(account, f), f.time, limit, start, self.shards)
         return [_entry(row) for row in rows], position
 
     @guarded
     def get(self, account: str, entry_id: str) -> AuditEntry | None:
-        """One entry of the account by id, read consistently; None when there is none."""
-        row = by_id(AuditLogModel, account, entry_id)
+        """One entry of the account by id (one shard, read consistently); None when there is none."""
+        row = by_id(AuditLogModel, account, entry_id, self.shards)
         return _entry(row) if row is not None else None
 
     def between(self, account: str, low: str, high: str, page_size: int = 1000) -> Iterator[AuditEntry]:
-        """Entries whose key lies in [low, high], oldest first, read consistently (the transparency log)."""
-        return (_entry(row) for row in ascending(AuditLogModel, account, low, high, page_size))
+        """Entries with keys in [low, high], oldest first over every shard, read consistently (the transparency log)."""
+        return (_entry(row) for row in ascending(AuditLogModel, account, low, high, page_size, self.shards))

@@ -6,6 +6,8 @@ storage is first used (PynamoDB reads `Meta` lazily on connection; class creatio
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from pynamodb.attributes import (
@@ -19,11 +21,18 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
+from pynamodb.indexes import (
+    AllProjection,
+    GlobalSecondaryIndex,
+    IncludeProjection,
+    KeysOnlyProjection,
+    LocalSecondaryIndex,
+)
 from pynamodb.models import Model
 
 from chalicelib.settings import Settings
 from chalicelib.storage.retention import enable_log_ttl
+from chalicelib.storage.shards import ShardReader, logical, merged, sharded
 
 
 class _Meta:
@@ -215,26 +224,90 @@ class GenerationModel(Model):
     signed_by = UnicodeAttribute(null=True)  # single-use keypairs: the log id of the one signature
 
 
-def _log_index(name: str, hash_attr: str) -> type[GlobalSecondaryIndex[Any]]:
-    meta = type("Meta", (), {"index_name": name, "projection": AllProjection()})
+# What a log list renders: each index that serves a list projects these, so a page is Queries alone.
+AUDIT_RENDERED = ["at", "actor", "type", "action", "resource_id", "resource_alias", "outcome", "error", "details",
+                  "source_ip"]
+SIGNATURE_RENDERED = ["signed_at", "status", "signer", "keypair_id", "keypair_alias", "keypair_type", "key_id",
+                      "generation", "algorithm", "sig_alg", "signature_type", "hash_algorithm", "hash", "signature",
+                      "file_name", "tool", "client_ip", "error", "timestamp_token", "certificate_serial"]
+
+
+def _log_index(name: str, hash_attr: str, rendered: list[str]) -> type[GlobalSecondaryIndex[Any]]:
+    # INCLUDE, not ALL: an index copy leaves out the other indexes' keys and `expires`, which no list
+    # reads. Not KEYS_ONLY: every list renders whole entries and is served by Queries alone (a
+    # KEYS_ONLY index would save write units but add a BatchGetItem round trip to every page; the
+    # figures are in bench/log_wcu.py and README "Limits and cost at scale").
+    meta = type("Meta", (), {"index_name": name, "projection": IncludeProjection(rendered)})
     attrs = {
         "Meta": meta,
         hash_attr: UnicodeAttribute(hash_key=True),
         "sk": UnicodeAttribute(range_key=True),
-        "__doc__": f"Log entries by {hash_attr}, newest first.",
+        "__doc__": f"Log entries by {hash_attr} (`<account>#<value>#<shard>`), newest first.",
     }
     return type(f"Index_{name}", (GlobalSecondaryIndex,), attrs)
 
 
-class AuditLogModel(Model):
-    """An audit entry, append-only; sort key `at#ulid`."""
+class ShardedLogModel(Model):
+    """A log table: partition key `pk` = `<account>#<shard>`, sort key `sk` = `<at>#<ulid>` (chalicelib.storage.shards).
+
+    `query` takes the logical partition (an account, or an index value without its shard) and returns the
+    rows of every shard merged in sort-key order, as one partition would. The repositories page shard by
+    shard themselves; `shard_query` reads one shard.
+    """
+
+    shards = 1  # set from ROTASIGN_LOG_SHARDS by configure_tables
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+    @property
+    def account(self) -> str:
+        """The account the entry belongs to (its partition key without the shard)."""
+        return logical(self.pk)
+
+    @property
+    def id(self) -> str:
+        """The entry's public id, `log_<ulid>`."""
+        return f"log_{self.sk.split('#', 1)[1]}"
+
+    @classmethod
+    def shard_query(cls, physical: str, **kwargs: Any) -> Any:
+        """A PynamoDB query of one shard's partition (`physical` carries the shard)."""
+        return super().query(physical, **kwargs)
+
+    @classmethod
+    def query(  # type: ignore[override]  # merges shards: an iterator, not one query's ResultIterator
+        cls,
+        hash_key: Any,
+        range_key_condition: Any = None,
+        filter_condition: Any = None,
+        consistent_read: bool = False,
+        index_name: str | None = None,
+        scan_index_forward: bool | None = None,
+        limit: int | None = None,
+        last_evaluated_key: Any = None,
+        attributes_to_get: Any = None,
+        page_size: int | None = None,
+        rate_limit: float | None = None,
+    ) -> Iterator[Any]:
+        """Rows of a logical partition over every shard, in sort-key order (ascending unless told otherwise)."""
+        if last_evaluated_key is not None:
+            raise ValueError("a merged query has no single position to resume from")
+        readers = [ShardReader(shard, cls.shard_query(
+            sharded(str(hash_key), shard), range_key_condition=range_key_condition, filter_condition=filter_condition,
+            consistent_read=consistent_read, index_name=index_name, scan_index_forward=scan_index_forward,
+            attributes_to_get=attributes_to_get, page_size=page_size, rate_limit=rate_limit))
+            for shard in range(cls.shards)]
+        rows = merged(readers, key=lambda row: row.sk, newest_first=scan_index_forward is False)
+        return islice(rows, limit) if limit is not None else rows
+
+
+class AuditLogModel(ShardedLogModel):
+    """An audit entry, append-only; sort key `at#ulid`. Index keys are `<account>#<value>#<shard>`."""
 
     class Meta(_Meta):
         pass
 
-    account = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    id = UnicodeAttribute()
     at = UnicodeAttribute()
     actor = UnicodeAttribute()
     type = UnicodeAttribute()
@@ -251,22 +324,24 @@ class AuditLogModel(Model):
     k_action = UnicodeAttribute()
     k_resource = UnicodeAttribute(null=True)
     k_actor = UnicodeAttribute()
-    by_type_action = _log_index("by_type_action", "k_type_action")()
-    by_type = _log_index("by_type", "k_type")()
-    by_action = _log_index("by_action", "k_action")()
-    by_resource = _log_index("by_resource", "k_resource")()
-    by_actor = _log_index("by_actor", "k_actor")()
+    # Audit entries are small (one write unit whatever the projection); INCLUDE keeps large `details`
+    # (an update's changes) from crossing into a second unit in five copies.
+    by_type_action = _log_index("by_type_action", "k_type_action", AUDIT_RENDERED)()
+    by_type = _log_index("by_type", "k_type", AUDIT_RENDERED)()
+    by_action = _log_index("by_action", "k_action", AUDIT_RENDERED)()
+    by_resource = _log_index("by_resource", "k_resource", AUDIT_RENDERED)()  # sparse: entries with a resource
+    by_actor = _log_index("by_actor", "k_actor", AUDIT_RENDERED)()
 
 
-class SignatureLogModel(Model):
-    """A signature-log entry, append-only; sort key `at#ulid`."""
+class SignatureLogModel(ShardedLogModel):
+    """A signature-log entry, append-only; sort key `at#ulid`. Index keys are `<account>#<value>#<shard>`.
+
+    `timestamp_token` is stored compressed (chalicelib.storage.signature_log): it is most of the entry.
+    """
 
     class Meta(_Meta):
         pass
 
-    account = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    id = UnicodeAttribute()
     signed_at = UnicodeAttribute()
     status = UnicodeAttribute()
     signer = UnicodeAttribute()
@@ -285,17 +360,20 @@ class SignatureLogModel(Model):
     tool = UnicodeAttribute(null=True)
     client_ip = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
-    timestamp_token = UnicodeAttribute(null=True)
+    timestamp_token = BinaryAttribute(null=True, legacy_encoding=False)
     certificate_serial = UnicodeAttribute(null=True)
     expires = TTLAttribute(null=True)
     k_keypair_id = UnicodeAttribute(null=True)
     k_alias = UnicodeAttribute(null=True)
     k_signer = UnicodeAttribute()
-    k_status = UnicodeAttribute()
-    by_keypair_id = _log_index("by_keypair_id", "k_keypair_id")()
-    by_alias = _log_index("by_alias", "k_alias")()
-    by_signer = _log_index("by_signer", "k_signer")()
-    by_status = _log_index("by_status", "k_status")()
+    k_status = UnicodeAttribute(null=True)
+    # Each of these serves a list that renders whole entries, so each copies what the list renders.
+    by_keypair_id = _log_index("by_keypair_id", "k_keypair_id", SIGNATURE_RENDERED)()
+    by_alias = _log_index("by_alias", "k_alias", SIGNATURE_RENDERED)()
+    by_signer = _log_index("by_signer", "k_signer", SIGNATURE_RENDERED)()
+    # Sparse: only refusals carry k_status. `status=success` (nearly every entry) reads the table with a
+    # filter that nearly every entry passes, so a success costs no write here.
+    by_status = _log_index("by_status", "k_status", SIGNATURE_RENDERED)()
 
 
 class GroupModel(Model):
@@ -435,6 +513,7 @@ def configure_tables(settings: Settings) -> Connection:
     """
     conn = Connection(region=settings.region)
     conn.client  # noqa: B018 -- build the client now: PynamoDB builds it lazily, which is not thread-safe
+    AuditLogModel.shards = SignatureLogModel.shards = settings.log_shards
     for table, model in MODELS.items():
         model.Meta.table_name = settings.table_name(table)
         model.Meta.region = settings.region

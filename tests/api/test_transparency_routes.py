@@ -125,8 +125,11 @@ def leaves(api: Api) -> list[bytes]:
 
 
 def _row_key(services: Any, account: str, entry_id: str) -> dict[str, Any]:
-    stored = services.deps.store.signatures.get(account, entry_id)
-    return {"account": {"S": account}, "sk": {"S": stored.key.sort_key}}
+    from chalicelib.storage.signature_log import item_of
+
+    log = services.deps.store.signatures
+    item = item_of(log.get(account, entry_id), log.shards)
+    return {"pk": item["pk"], "sk": item["sk"]}
 
 
 def test_deleting_or_altering_an_entry_in_the_table_is_caught(api: Api, services: Any, clock: FakeClock) -> None:
