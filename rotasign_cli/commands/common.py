@@ -46,16 +46,18 @@ def show(ctx: Context, item: dict[str, Any], pairs: Sequence[tuple[str, Any]], l
         print(render_fields(pairs))
 
 
-def delete(args: argparse.Namespace, ctx: Context, noun: str, path: str, ident: str, consequence: str) -> int:
-    """GET the object (so that the question names it), ask unless --yes, DELETE, say so in one line."""
+def delete(args: argparse.Namespace, ctx: Context, noun: str, path: str, ident: str, consequence: str, *,
+           name_field: str = "name", also: str = "") -> int:
+    """GET the object (so that the question names it by `name_field`), ask unless --yes, DELETE, say so in
+    one line; `also` ends the question (what else the deletion does)."""
     client = ctx.client()
     item = client.call("GET", f"{path}/{segment(ident)}")
-    label = f"{item.get('name')} ({item.get('id')})"
-    if not confirm(f"Delete {noun} {label}?", assume_yes=args.yes):
+    label = f"{item.get(name_field)} ({item.get('id')})"
+    if not confirm(f"Delete {noun} {label}{also}?", assume_yes=args.yes):
         raise UsageError("Not deleted.")
     client.call("DELETE", f"{path}/{segment(str(item['id']))}")
     if ctx.json:
-        print_json({"deleted": item["id"], "name": item.get("name")})
+        print_json({"deleted": item["id"], name_field: item.get(name_field)})
     else:
         print(f"Deleted {noun} {label}{consequence}.")
     return 0

@@ -10,12 +10,12 @@ from rotasign_cli.arguments import (
     add_connection_options,
     add_paging_options,
     comma_list,
-    confirm,
     example,
     subcommands,
 )
 from rotasign_cli.client import Client, segment
-from rotasign_cli.commands.common import leaf
+from rotasign_cli.commands.common import add_yes, leaf
+from rotasign_cli.commands.common import delete as common_delete
 from rotasign_cli.commands.listing import show_list
 from rotasign_cli.context import Context
 from rotasign_cli.errors import CliError, UsageError
@@ -313,22 +313,14 @@ def _delete(verbs: Any) -> None:
         "rotasign keypair delete old-release --yes", delete,
     )
     _keypair_argument(parser)
-    parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    add_yes(parser)
 
 
 def delete(args: argparse.Namespace, ctx: Context) -> int:
     """GET then DELETE /keypairs/{keypair}, after confirmation."""
-    client = ctx.client()
-    keypair = client.call("GET", f"/keypairs/{segment(args.keypair)}")
-    label = f"{keypair.get('alias')} ({keypair.get('id')})"
-    if not confirm(f"Delete keypair {label} and destroy its private key?", assume_yes=args.yes):
-        raise UsageError("Not deleted.")
-    client.call("DELETE", f"/keypairs/{segment(str(keypair['id']))}")
-    if ctx.json:
-        print_json({"deleted": keypair["id"], "alias": keypair.get("alias")})
-    else:
-        print(f"Deleted keypair {label}; its generations and log entries are kept.")
-    return 0
+    return common_delete(args, ctx, "keypair", "/keypairs", args.keypair,
+                         "; its generations and log entries are kept", name_field="alias",
+                         also=" and destroy its private key")
 
 
 def _generations(verbs: Any) -> None:
