@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from chalicelib.domain.logs import AuditEntry, AuditFilter, LogKey
-from chalicelib.storage.connection import connection
 from chalicelib.storage.errors import guarded
-from chalicelib.storage.log_queries import LogPosition, Plan, all_of, ascending, by_id, run_query
+from chalicelib.storage.log_queries import LogPosition, Plan, ShardedLog, all_of, ascending, by_id, run_query
 from chalicelib.storage.shards import shard_of, sharded
 from chalicelib.storage.tables import AuditLogModel
 from chalicelib.storage.transaction import Transaction
@@ -89,22 +88,10 @@ def plan(account: str, f: AuditFilter) -> Plan:
     return Plan(index, attr, value, all_of(residual))
 
 
-class AuditLog:
-    """Writes (always conditional: a repeated key would silently overwrite) and queries of the audit log.
+class AuditLog(ShardedLog):
+    """Writes (always conditional: a repeated key would silently overwrite) and queries of the audit log."""
 
-    `shards`: the account's write shards (default: the configured ROTASIGN_LOG_SHARDS).
-    """
-
-    def __init__(self, shards: int | None = None) -> None:
-        self._shards = shards
-
-    @property
-    def shards(self) -> int:
-        """How many write shards each account's entries are spread over."""
-        if self._shards:
-            return self._shards
-        connection()  # configures the models (table names, shard count) on first use
-        return AuditLogModel.shards
+    model = AuditLogModel
 
     def stage(self, tx: Transaction, entry: AuditEntry) -> None:
         """Write the entry in the transaction of the change it records."""

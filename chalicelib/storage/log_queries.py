@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pynamodb.expressions.condition import Condition
 
 from chalicelib.clock import parse_rfc3339
 from chalicelib.domain.logs import LogKey, TimeRange
 from chalicelib.errors import InvalidPaginationToken
+from chalicelib.storage.connection import connection
 from chalicelib.storage.errors import FAILURES, translate
 from chalicelib.storage.shards import ShardReader, merged, shard_of, sharded
 
@@ -153,3 +154,23 @@ def ascending(model: Any, account: str, low: str, high: str, page_size: int, sha
         yield from merged(readers, key=lambda row: str(row.sk), newest_first=False)
     except FAILURES as exc:
         raise translate(exc) from exc
+
+
+class ShardedLog:
+    """What both log repositories share: their model and how many write shards its entries are spread over.
+
+    `shards`: the account's write shards (default: the configured ROTASIGN_LOG_SHARDS).
+    """
+
+    model: ClassVar[Any]
+
+    def __init__(self, shards: int | None = None) -> None:
+        self._shards = shards
+
+    @property
+    def shards(self) -> int:
+        """How many write shards each account's entries are spread over."""
+        if self._shards:
+            return self._shards
+        connection()  # configures the models (table names, shard count) on first use
+        return int(self.model.shards)

@@ -23,9 +23,9 @@ from typing import Any
 
 from chalicelib.domain.logs import LogKey, SignatureEntry, SignatureFilter
 from chalicelib.storage import codec
-from chalicelib.storage.connection import client, connection
+from chalicelib.storage.connection import client
 from chalicelib.storage.errors import guarded
-from chalicelib.storage.log_queries import LogPosition, Plan, all_of, ascending, by_id, run_query
+from chalicelib.storage.log_queries import LogPosition, Plan, ShardedLog, all_of, ascending, by_id, run_query
 from chalicelib.storage.shards import shard_of, sharded
 from chalicelib.storage.tables import SignatureLogModel
 from chalicelib.storage.transaction import Transaction
@@ -117,22 +117,10 @@ def plan(account: str, f: SignatureFilter) -> Plan:
     return Plan(index, attr, value, all_of(residual), keep)
 
 
-class SignatureLog:
-    """Writes (always conditional on a new key) and queries of the signature log.
+class SignatureLog(ShardedLog):
+    """Writes (always conditional on a new key) and queries of the signature log."""
 
-    `shards`: the account's write shards (default: the configured ROTASIGN_LOG_SHARDS).
-    """
-
-    def __init__(self, shards: int | None = None) -> None:
-        self._shards = shards
-
-    @property
-    def shards(self) -> int:
-        """How many write shards each account's entries are spread over."""
-        if self._shards:
-            return self._shards
-        connection()  # configures the models (table names, shard count) on first use
-        return SignatureLogModel.shards
+    model = SignatureLogModel
 
     @property
     def table(self) -> str:
