@@ -144,7 +144,7 @@ def test_a_quiet_log_is_checkpointed_once_and_then_left_alone(services: Any, acc
 
 
 def test_the_tick_checkpoints_every_account_and_one_failing_account_stops_no_other(
-    services: Any, account: Account
+    services: Any, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chalicelib.services.log_keys import log_key_ref
     from chalicelib.services.scheduler import run_tick
@@ -153,6 +153,14 @@ def test_the_tick_checkpoints_every_account_and_one_failing_account_stops_no_oth
 
     broken = make_account()
     KeyMaterialModel(log_key_ref(broken.id)).delete()  # its log key can no longer be loaded
+    # The shared emulator holds every account this test process made (over a hundred): walking them all
+    # took longer than the pass's budget, so an account of this test was sometimes never reached. The
+    # directory is still read from the table; the tick sees this test's accounts and a third, healthy one.
+    other = make_account()
+    mine = {account.id, broken.id, other.id}
+    directory = services.deps.store.accounts
+    every_id = directory.ids
+    monkeypatch.setattr(directory, "ids", lambda: [i for i in every_id() if i in mine])
     start = base_time()
     last = write(services, account, start, 3)
     write(services, broken, start, 3)
@@ -160,5 +168,6 @@ def test_the_tick_checkpoints_every_account_and_one_failing_account_stops_no_oth
     assert result.logged >= 3 and result.checkpoints >= 1
     assert_tree_holds_every_settled_entry_once(services, account)
     assert state(services, broken) is None
+    assert services.deps.store.trees.state(other.id, "audit") is not None
     summary = services.checkpointer.run_all(last + SETTLE + timedelta(minutes=15))
-    assert summary.failures >= 1
+    assert (summary.accounts, summary.failures) == (3, 1)
