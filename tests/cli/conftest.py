@@ -8,6 +8,7 @@ anything from the repository that a user's install would not have (the service's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -162,14 +163,62 @@ class Stack:
     other_api_key: str
 
 
+HOLDERS: list[StackHolder] = []  # this process's (one per session)
+
+
+class StackHolder:
+    """The CLI tests' local stack, started when a test first needs it and stopped when they are done.
+
+    An idle stack still ticks every SCHEDULE_SECONDS (due-index queries and checkpoints against its moto
+    server: over a third of a core), so it must not outlive the CLI tests of its test process.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.starts = 0
+        self.running: Stack | None = None
+        self.context: contextlib.ExitStack | None = None
+
+    def get(self) -> Stack:
+        if self.running is None:
+            self.starts += 1
+            root = self.root / f"stack-{self.starts}"
+            root.mkdir()
+            context = contextlib.ExitStack()
+            settings = {"ROTASIGN_MAX_REQUEST_SECONDS": MAX_REQUEST_SECONDS}
+            started = context.enter_context(running_stack(root, SCHEDULE_SECONDS,
+                                                          "cli", "cli-other", settings))
+            assert started.other_api_key is not None
+            self.context, self.running = context, Stack(started.endpoint, started.api_key, started.other_api_key)
+        return self.running
+
+    def stop(self) -> None:
+        if self.context is not None:
+            self.context.close()
+        self.context, self.running = None, None
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One local stack (a process of its own: tests/support/stack.py) for the session's CLI tests."""
-    settings = {"ROTASIGN_MAX_REQUEST_SECONDS": MAX_REQUEST_SECONDS}
-    with running_stack(tmp_path_factory.mktemp("cli-stack"), SCHEDULE_SECONDS, "cli", "cli-other",
-                       settings) as running:
-        assert running.other_api_key is not None
-        yield Stack(running.endpoint, running.api_key, running.other_api_key)
+def stack_holder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHolder]:
+    holder = StackHolder(tmp_path_factory.mktemp("cli-stack"))
+    HOLDERS.append(holder)
+    yield holder
+    holder.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(stack_holder: StackHolder) -> Stack:
+    """The local stack (a process of its own: tests/support/stack.py) of this run of CLI test modules."""
+    return stack_holder.get()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the stack after the last CLI test before this process goes on to other tests (or ends)."""
+    if nextitem is not None and nextitem.path.is_relative_to(Path(__file__).parent):
+        return
+    for holder in HOLDERS:
+        holder.stop()
 
 
 @pytest.fixture
