@@ -153,9 +153,9 @@ def test_the_tick_checkpoints_every_account_and_one_failing_account_stops_no_oth
 
     broken = make_account()
     KeyMaterialModel(log_key_ref(broken.id)).delete()  # its log key can no longer be loaded
-    # The shared emulator holds every account this test process made (over a hundred): walking them all
-    # took longer than the pass's budget, so an account of this test was sometimes never reached. The
-    # directory is still read from the table; the tick sees this test's accounts and a third, healthy one.
+    # The pass walks every account in the tables, and the module's other tests left theirs there: when
+    # walking them used up the pass's time budget, an account of this test was sometimes never reached.
+    # The directory is still read from the table; the tick sees this test's accounts and a third, healthy one.
     other = make_account()
     mine = {account.id, broken.id, other.id}
     directory = services.deps.store.accounts
