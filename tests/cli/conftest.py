@@ -200,6 +200,7 @@ class StackHolder:
 
 @pytest.fixture(scope="session")
 def stack_holder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHolder]:
+    """This process's holder of the CLI tests' stack (stopped at the end of the session at the latest)."""
     holder = StackHolder(tmp_path_factory.mktemp("cli-stack"))
     HOLDERS.append(holder)
     yield holder
