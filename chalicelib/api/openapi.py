@@ -6,9 +6,6 @@ other request, and no cold start, pays for them.
 
 from __future__ import annotations
 
-import copy
-from typing import Any
-
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import endpoint
@@ -16,20 +13,11 @@ from chalicelib.api.http import endpoint
 bp = Blueprint(__name__)
 
 
-def _built() -> dict[str, Any]:
-    from chalicelib.api.openapi_spec import built
-
-    return built()
-
-
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document (a fresh copy: callers may change it)."""
-    return copy.deepcopy(_built())
-
-
 @bp.route("/openapi.json", methods=["GET"])
 @endpoint(None)
 def openapi_document() -> Response:
     """This API's OpenAPI 3.1 document; public, like the contract it describes."""
+    from chalicelib.api.openapi_spec import built
+
     headers: dict[str, str | list[str]] = {"Content-Type": "application/json", "Cache-Control": "public, max-age=300"}
-    return Response(body=_built(), headers=headers)
+    return Response(body=built(), headers=headers)

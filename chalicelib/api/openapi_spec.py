@@ -505,7 +505,7 @@ def _operation(op: Operation) -> Schema:
 
 @functools.cache
 def built() -> Schema:
-    """The document, built once per process (callers must not change it; `openapi.document()` copies)."""
+    """The document, built once per process (callers must not change it)."""
     paths: dict[str, dict[str, Schema]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
