@@ -269,6 +269,14 @@ def test_every_route_is_in_the_table() -> None:
     assert not stale, "ROUTES names routes that no longer exist: " + ", ".join(stale)
 
 
+def test_the_openapi_document_states_the_permissions_this_table_proves() -> None:
+    """The reference tells users which permission each route needs: the one the matrix checks by calling it."""
+    from chalicelib.api.openapi_spec import OPERATIONS
+
+    stated = {(op.method, op.path): op.permission for op in OPERATIONS}
+    assert stated == {route: rule.permission for route, rule in ROUTES.items()}
+
+
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("route", app_routes(), ids=lambda r: f"{r[0]} {r[1]}")
 def test_matrix(world: World, route: tuple[str, str], caller: str) -> None:
