@@ -355,8 +355,9 @@ def write(stage: str, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     merge, policy_file = out / "merge.json", out / "policy.json"
     _replace(merge, json.dumps(merge_template(stage), indent=2, sort_keys=True) + "\n")
-    _replace(policy_file, json.dumps(policy(settings, app_functions()), indent=2) + "\n")
-    checkpointer = policy(settings, app_functions(), checkpointer=True)
+    functions = app_functions()
+    _replace(policy_file, json.dumps(policy(settings, functions), indent=2) + "\n")
+    checkpointer = policy(settings, functions, checkpointer=True)
     _replace(out / CHECKPOINTER_POLICY, json.dumps(checkpointer, indent=2) + "\n")
     return merge, policy_file
 
