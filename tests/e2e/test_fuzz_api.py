@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -42,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chalicelib.clock import rfc3339, utc_now
-from tests.support.stack import StackProcess, running_stack
+from tests.support.stack import StackClient, StackProcess, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -59,33 +58,8 @@ def _timestamp_query(ctx: Any, value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-@dataclass
-class Client:
+class Client(StackClient):
     """The stack's admin over HTTP."""
-
-    base: str
-    key: str
-    session: requests.Session = field(default_factory=requests.Session)
-
-    def __post_init__(self) -> None:
-        self.session.trust_env = False  # no proxy for 127.0.0.1
-
-    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        response = self.session.request(method, f"{self.base}/api/v1{path}", json=body, timeout=120,
-                                        headers={"X-API-Key": self.key})
-        assert response.status_code == status, (method, path, response.status_code, response.text)
-        return response.json() if response.content else None
-
-    def every(self, path: str) -> list[Any]:
-        """All items of a list route, page by page."""
-        items: list[Any] = []
-        token = None
-        while True:
-            page = self.ok("GET", f"{path}?limit=500" + (f"&next={token}" if token else ""))
-            items += page["items"]
-            token = page["next"]
-            if token is None:
-                return items
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a write could change: the account, every object, the users' API keys."""
@@ -162,7 +136,7 @@ def fuzz_operation(c: Client, op: Any, mode: GenerationMode, known: dict[str, li
                     case.path_parameters[name] = known[name][pick % len(known[name])]
         if isinstance(case.body, dict) and case.body.get("key_size") in (3072, 4096):
             case.body["key_size"] = 2048  # a valid size all the same; bigger keys only slow the run down
-        response = case.call(base_url=c.base, session=c.session, headers={"X-API-Key": c.key}, timeout=120)
+        response = case.call(base_url=c.endpoint, session=c.session, headers={"X-API-Key": c.key}, timeout=120)
         run.cases += 1
         run.by_status[response.status_code] = run.by_status.get(response.status_code, 0) + 1
         label = f"{mode.value} {op.method.upper()} {op.path} -> {response.status_code}"

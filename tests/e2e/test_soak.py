@@ -23,12 +23,11 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 
 from localdev.poller import DEAD_LETTER_QUEUE
 from localdev.state import read_state
 from tests.support.api import check_signed
-from tests.support.stack import StackProcess, running_stack
+from tests.support.stack import StackClient, StackProcess, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -39,33 +38,11 @@ EC = {"algorithm": "ECDSA", "curve": "P-256"}
 QUEUE_SETTLE = 45.0  # a failed refresh message stays invisible for 30 s: the queue is never empty meanwhile
 
 
-class Client:
-    """One HTTP client (a session per thread) as the stack's admin."""
+class Client(StackClient):
+    """One HTTP client as the stack's admin."""
 
     def __init__(self, stack: StackProcess) -> None:
-        self.base, self.key = f"{stack.endpoint}/api/v1", stack.api_key
-        self.session = requests.Session()
-        self.session.trust_env = False
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        response = self.session.request(method, self.base + path, json=body, headers={"X-API-Key": self.key},
-                                        timeout=120)
-        return response.status_code, response.json() if response.content else None
-
-    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        code, answer = self.call(method, path, body)
-        assert code == status, (method, path, code, answer)
-        return answer
-
-    def every(self, path: str) -> list[Any]:
-        items: list[Any] = []
-        token = None
-        joiner = "&" if "?" in path else "?"
-        while True:
-            page = self.ok("GET", f"{path}{joiner}limit=500" + (f"&next={token}" if token else ""))
-            items += page["items"]
-            if (token := page["next"]) is None:
-                return items
+        super().__init__(stack.endpoint, stack.api_key)
 
 
 def digest_of(text: str) -> tuple[bytes, dict[str, str]]:

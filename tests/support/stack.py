@@ -22,6 +22,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import requests
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 240.0  # a guard against a hung start on a loaded machine, not an assertion on speed
@@ -35,6 +38,38 @@ class StackProcess:
     api_key: str
     other_api_key: str | None
     state_dir: Path
+
+
+class StackClient:
+    """The stack's API over real HTTP with one API key (a session of its own: make one per thread)."""
+
+    def __init__(self, endpoint: str, api_key: str) -> None:
+        self.endpoint, self.key = endpoint, api_key
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxy for 127.0.0.1
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One request to /api/v1`path`: its status and decoded JSON body (None when it has none)."""
+        response = self.session.request(method, f"{self.endpoint}/api/v1{path}", json=body, timeout=120,
+                                        headers={"X-API-Key": self.key})
+        return response.status_code, response.json() if response.content else None
+
+    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        """The body of a request that must answer `status`."""
+        code, answer = self.call(method, path, body)
+        assert code == status, (method, path, code, answer)
+        return answer
+
+    def every(self, path: str) -> list[Any]:
+        """Every item of a list route, following `next` to the end."""
+        items: list[Any] = []
+        token = None
+        joiner = "&" if "?" in path else "?"
+        while True:
+            page = self.ok("GET", f"{path}{joiner}limit=500" + (f"&next={token}" if token else ""))
+            items += page["items"]
+            if (token := page["next"]) is None:
+                return items
 
 
 def child_env() -> dict[str, str]:
