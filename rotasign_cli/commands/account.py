@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rotasign_cli.arguments import add_connection_options, example, subcommands
 from rotasign_cli.commands import common
 from rotasign_cli.context import Context
 
@@ -18,13 +17,11 @@ SETTINGS = (
 
 def register(sub: Any) -> None:
     """Add `account desc` and `account update`."""
-    parser = sub.add_parser(
-        "account", help="the account's settings (manage_account)",
-        description="Show or change the account's settings: " + "; ".join(f"{n}: {h}" for n, h in SETTINGS) + ".",
-        epilog=example("rotasign account update --teams-enabled --no-public-tsa"),
+    verbs = common.noun(
+        sub, "account", "the account's settings (manage_account)",
+        "Show or change the account's settings: " + "; ".join(f"{n}: {h}" for n, h in SETTINGS) + ".",
+        "rotasign account update --teams-enabled --no-public-tsa",
     )
-    add_connection_options(parser)
-    verbs = subcommands(parser, "account commands")
     common.leaf(verbs, "desc", "show the settings", "The account's id, name and settings.",
                 "rotasign account desc --json", run_desc)
     update = common.leaf(verbs, "update", "change settings", "Change the settings given; the others stay.",

@@ -1,4 +1,4 @@
-"""What the administration nouns share: a verb's parser, one object shown, a confirmed delete."""
+"""What the administration nouns share: a noun's and a verb's parser, a list, one object shown, a confirmed delete."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rotasign_cli.arguments import add_connection_options, add_json_option, confirm, example
+from rotasign_cli.arguments import add_connection_options, add_json_option, confirm, example, subcommands
 from rotasign_cli.client import segment
+from rotasign_cli.commands.listing import show_list
 from rotasign_cli.context import Context
 from rotasign_cli.errors import UsageError
-from rotasign_cli.output import print_json, render_fields
+from rotasign_cli.output import Column, print_json, render_fields
+
+
+def noun(sub: Any, name: str, help_text: str, description: str, sample: str) -> Any:
+    """A noun's parser with the connection options and one example; returns its verbs."""
+    parser = sub.add_parser(name, help=help_text, description=description, epilog=example(sample))
+    add_connection_options(parser)
+    return subcommands(parser, f"{name} commands")
 
 
 def leaf(verbs: Any, name: str, help_text: str, description: str, sample: str,
@@ -34,6 +42,19 @@ def require_change(body: dict[str, Any], command: str, flags: str) -> dict[str, 
     if not body:
         raise UsageError(f"{command}: nothing to change: give {flags}.")
     return body
+
+
+def ls(args: argparse.Namespace, ctx: Context, path: str, columns: tuple[Column, ...], plural: str) -> int:
+    """GET the list at `path` as a table of `plural` (`--limit`, `--all`, `--json`)."""
+    show_list(ctx, path, {}, args, columns, plural)
+    return 0
+
+
+def desc(ctx: Context, path: str, ident: str, pairs: Callable[[dict[str, Any]], Sequence[tuple[str, Any]]]) -> int:
+    """GET `path`/`ident` and show its fields."""
+    item = ctx.client().call("GET", f"{path}/{segment(ident)}")
+    show(ctx, item, pairs(item))
+    return 0
 
 
 def show(ctx: Context, item: dict[str, Any], pairs: Sequence[tuple[str, Any]], line: str | None = None) -> None:

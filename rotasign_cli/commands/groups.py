@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rotasign_cli.arguments import add_connection_options, add_paging_options, comma_list, example, subcommands
+from rotasign_cli.arguments import add_paging_options, comma_list
 from rotasign_cli.client import segment
 from rotasign_cli.commands import common
-from rotasign_cli.commands.listing import show_list
 from rotasign_cli.context import Context
 from rotasign_cli.output import Column, field
 
@@ -34,14 +33,8 @@ def register(sub: Any) -> None:
     _teams(sub)
 
 
-def _noun(sub: Any, name: str, help_text: str, description: str, sample: str) -> Any:
-    parser = sub.add_parser(name, help=help_text, description=description, epilog=example(sample))
-    add_connection_options(parser)
-    return subcommands(parser, f"{name} commands")
-
-
 def _groups(sub: Any) -> None:
-    verbs = _noun(
+    verbs = common.noun(
         sub, "group", "user groups (managed with manage_users)",
         "User groups name several users at once: for restricted keypairs (--allowed-groups) and teams.",
         "rotasign group create releasers --members usr_01A...,usr_01B...",
@@ -51,10 +44,10 @@ def _groups(sub: Any) -> None:
     create.add_argument("name", help="1 to 100 characters")
     create.add_argument("--members", type=comma_list, metavar="USR,...", help="user ids")
     ls = common.leaf(verbs, "ls", "list groups", "The account's groups, newest first.", "rotasign group ls",
-                     lambda args, ctx: _ls(args, ctx, "/groups", GROUP_COLUMNS, "groups"))
+                     lambda args, ctx: common.ls(args, ctx, "/groups", GROUP_COLUMNS, "groups"))
     add_paging_options(ls)
     desc = common.leaf(verbs, "desc", "describe a group", "A group and its members.", "rotasign group desc grp_01...",
-                       lambda args, ctx: _desc(args, ctx, "/groups", _group_pairs))
+                       lambda args, ctx: common.desc(ctx, "/groups", args.ident, _group_pairs))
     desc.add_argument("ident", metavar="GROUP_ID")
     update = common.leaf(verbs, "update", "rename a group or replace its members",
                          "Change a group: --members replaces the members (--members '' empties it).",
@@ -71,7 +64,7 @@ def _groups(sub: Any) -> None:
 
 
 def _teams(sub: Any) -> None:
-    verbs = _noun(
+    verbs = common.noun(
         sub, "team", "teams (managed with manage_teams; the account needs teams enabled)",
         "Teams own keypairs (keypair create --team): their members see and use them. The account must have "
         "teams enabled (`rotasign account update --teams-enabled`). Profiles are allocated to teams on the "
@@ -83,10 +76,11 @@ def _teams(sub: Any) -> None:
     create.add_argument("name", help="1 to 100 characters")
     _team_lists(create)
     ls = common.leaf(verbs, "ls", "list teams", "The account's teams, newest first.", "rotasign team ls",
-                     lambda args, ctx: _ls(args, ctx, "/teams", TEAM_COLUMNS, "teams"))
+                     lambda args, ctx: common.ls(args, ctx, "/teams", TEAM_COLUMNS, "teams"))
     add_paging_options(ls)
     desc = common.leaf(verbs, "desc", "describe a team", "A team: members, groups, profiles.",
-                       "rotasign team desc team_01...", lambda args, ctx: _desc(args, ctx, "/teams", _team_pairs))
+                       "rotasign team desc team_01...",
+                       lambda args, ctx: common.desc(ctx, "/teams", args.ident, _team_pairs))
     desc.add_argument("ident", metavar="TEAM_ID")
     update = common.leaf(verbs, "update", "rename a team or replace its members or groups",
                          "Change a team: a list replaces the list ('' empties it).",
@@ -121,17 +115,6 @@ def _team_pairs(team: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def _line(verb: str, noun: str, item: dict[str, Any]) -> str:
     return f"{verb} {noun} {item.get('name')} ({item.get('id')}), {len(item.get('member_ids') or [])} members"
-
-
-def _ls(args: argparse.Namespace, ctx: Context, path: str, columns: tuple[Column, ...], noun: str) -> int:
-    show_list(ctx, path, {}, args, columns, noun)
-    return 0
-
-
-def _desc(args: argparse.Namespace, ctx: Context, path: str, pairs: Any) -> int:
-    item = ctx.client().call("GET", f"{path}/{segment(args.ident)}")
-    common.show(ctx, item, pairs(item))
-    return 0
 
 
 def run_create_group(args: argparse.Namespace, ctx: Context) -> int:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rotasign_cli.arguments import add_connection_options, add_paging_options, comma_list, example, subcommands
+from rotasign_cli.arguments import add_paging_options, comma_list
 from rotasign_cli.client import segment
 from rotasign_cli.commands import common
 from rotasign_cli.commands.keypair import ALGORITHMS, CATEGORIES, CURVES, KEY_SIZES, STATUSES, STORAGES, TYPES
-from rotasign_cli.commands.listing import show_list
 from rotasign_cli.context import Context
 from rotasign_cli.output import Column, algorithm_label, field
 
@@ -39,28 +38,25 @@ def presets(text: str) -> list[str]:
 
 def register(sub: Any) -> None:
     """Add `keypair-profile`."""
-    parser = sub.add_parser(
-        "keypair-profile", help="keypair profiles: presets for keypair create (manage_profiles)",
-        description=(
-            "A keypair profile presets keypair fields. `fixed`: its values are imposed and a request may not "
-            "contradict them; `customizable`: they are defaults. A field the profile leaves unset is the "
-            "request's. Use one with `rotasign keypair create --keypair-profile ID`."
-        ),
-        epilog=example("rotasign keypair-profile create hsm-ecdsa --mode fixed --algorithm ECDSA --curve P-256 "
-                       "--storage hsm"),
+    verbs = common.noun(
+        sub, "keypair-profile", "keypair profiles: presets for keypair create (manage_profiles)",
+        "A keypair profile presets keypair fields. `fixed`: its values are imposed and a request may not "
+        "contradict them; `customizable`: they are defaults. A field the profile leaves unset is the "
+        "request's. Use one with `rotasign keypair create --keypair-profile ID`.",
+        "rotasign keypair-profile create hsm-ecdsa --mode fixed --algorithm ECDSA --curve P-256 --storage hsm",
     )
-    add_connection_options(parser)
-    verbs = subcommands(parser, "keypair-profile commands")
     create = common.leaf(verbs, "create", "create a profile", "Create a keypair profile.",
                          "rotasign keypair-profile create release --mode customizable --type dynamic", run_create)
     create.add_argument("name", help="1 to 100 characters")
     create.add_argument("--mode", choices=MODES, required=True, help="fixed: imposed; customizable: defaults")
     _fields(create)
     ls = common.leaf(verbs, "ls", "list profiles", "The account's keypair profiles, newest first.",
-                     "rotasign keypair-profile ls", run_ls)
+                     "rotasign keypair-profile ls",
+                     lambda args, ctx: common.ls(args, ctx, "/keypair-profiles", COLUMNS, "keypair profiles"))
     add_paging_options(ls)
     desc = common.leaf(verbs, "desc", "describe a profile", "Every field of a keypair profile.",
-                       "rotasign keypair-profile desc prof_01...", run_desc)
+                       "rotasign keypair-profile desc prof_01...",
+                       lambda args, ctx: common.desc(ctx, "/keypair-profiles", args.ident, _pairs))
     desc.add_argument("ident", metavar="PROFILE_ID")
     update = common.leaf(
         verbs, "update", "change a profile (keypairs made with it keep theirs)",
@@ -116,19 +112,6 @@ def run_create(args: argparse.Namespace, ctx: Context) -> int:
     """POST /keypair-profiles."""
     profile = ctx.client().call("POST", "/keypair-profiles", _body(args))
     common.show(ctx, profile, _pairs(profile), _line("Created", profile))
-    return 0
-
-
-def run_ls(args: argparse.Namespace, ctx: Context) -> int:
-    """GET /keypair-profiles."""
-    show_list(ctx, "/keypair-profiles", {}, args, COLUMNS, "keypair profiles")
-    return 0
-
-
-def run_desc(args: argparse.Namespace, ctx: Context) -> int:
-    """GET /keypair-profiles/{id}."""
-    profile = ctx.client().call("GET", f"/keypair-profiles/{segment(args.ident)}")
-    common.show(ctx, profile, _pairs(profile))
     return 0
 
 

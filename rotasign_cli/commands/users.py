@@ -5,18 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rotasign_cli.arguments import (
-    add_connection_options,
-    add_paging_options,
-    comma_list,
-    confirm,
-    example,
-    moment_value,
-    subcommands,
-)
+from rotasign_cli.arguments import add_paging_options, comma_list, confirm, moment_value
 from rotasign_cli.client import segment
 from rotasign_cli.commands import common
-from rotasign_cli.commands.listing import show_list
 from rotasign_cli.context import Context
 from rotasign_cli.errors import UsageError
 from rotasign_cli.output import Column, field, note, print_json, render_table
@@ -71,25 +62,22 @@ def register(sub: Any) -> None:
 
 
 def _users(sub: Any) -> None:
-    parser = sub.add_parser(
-        "user", help="the account's users (permission manage_users)",
-        description=(
-            "Create, list, describe, change and delete users. A user's permissions are those of its roles "
-            f"({', '.join(ROLES)}) plus any given one by one. Give it a key with `rotasign api-key create`."
-        ),
-        epilog=example("rotasign user create 'CI release job' --roles developer"),
+    verbs = common.noun(
+        sub, "user", "the account's users (permission manage_users)",
+        "Create, list, describe, change and delete users. A user's permissions are those of its roles "
+        f"({', '.join(ROLES)}) plus any given one by one. Give it a key with `rotasign api-key create`.",
+        "rotasign user create 'CI release job' --roles developer",
     )
-    add_connection_options(parser)
-    verbs = subcommands(parser, "user commands")
     create = common.leaf(verbs, "create", "create a user", "Create a user (it has no API key yet).",
                          "rotasign user create 'Ada Lovelace' --email ada@example.com --roles lead", run_create)
     create.add_argument("name", help="1 to 100 characters")
     _user_fields(create)
     ls = common.leaf(verbs, "ls", "list users", "The account's users, newest first.", "rotasign user ls --all",
-                     lambda args, ctx: _ls(args, ctx))
+                     lambda args, ctx: common.ls(args, ctx, "/users", COLUMNS, "users"))
     add_paging_options(ls)
     desc = common.leaf(verbs, "desc", "describe a user", "Every field of a user, with all it may do.",
-                       "rotasign user desc usr_01JF...", run_desc)
+                       "rotasign user desc usr_01JF...",
+                       lambda args, ctx: common.desc(ctx, "/users", args.user, _pairs))
     desc.add_argument("user", metavar="USER_ID")
     update = common.leaf(
         verbs, "update", "change a user's name, email, roles or permissions",
@@ -138,18 +126,6 @@ def run_create(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _ls(args: argparse.Namespace, ctx: Context) -> int:
-    show_list(ctx, "/users", {}, args, COLUMNS, "users")
-    return 0
-
-
-def run_desc(args: argparse.Namespace, ctx: Context) -> int:
-    """GET /users/{id}."""
-    user = ctx.client().call("GET", f"/users/{segment(args.user)}")
-    common.show(ctx, user, _pairs(user))
-    return 0
-
-
 def run_update(args: argparse.Namespace, ctx: Context) -> int:
     """PATCH /users/{id} with the fields given (`--email ''` sends null)."""
     body = common.body_of({"name": args.name, "roles": args.roles, "permissions": args.permissions})
@@ -162,13 +138,11 @@ def run_update(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _api_keys(sub: Any) -> None:
-    parser = sub.add_parser(
-        "api-key", help="users' API keys (permission manage_users)",
-        description="Issue, list and revoke a user's API keys. A new key is printed once and never again.",
-        epilog=example("rotasign api-key create usr_01JF... --name ci --expires +90d > ci-key.txt"),
+    verbs = common.noun(
+        sub, "api-key", "users' API keys (permission manage_users)",
+        "Issue, list and revoke a user's API keys. A new key is printed once and never again.",
+        "rotasign api-key create usr_01JF... --name ci --expires +90d > ci-key.txt",
     )
-    add_connection_options(parser)
-    verbs = subcommands(parser, "api-key commands")
     create = common.leaf(
         verbs, "create", "issue an API key for a user (printed once)",
         "Issue an API key for a user. The key alone goes to stdout, so that a script can capture it; it is "

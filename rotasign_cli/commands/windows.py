@@ -6,18 +6,9 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from rotasign_cli.arguments import (
-    add_connection_options,
-    add_paging_options,
-    comma_list,
-    example,
-    moment_value,
-    positive_int,
-    subcommands,
-)
+from rotasign_cli.arguments import add_paging_options, comma_list, moment_value, positive_int
 from rotasign_cli.client import Client, segment
 from rotasign_cli.commands import common
-from rotasign_cli.commands.listing import show_list
 from rotasign_cli.context import Context
 from rotasign_cli.errors import UsageError
 from rotasign_cli.output import Column, field
@@ -42,26 +33,23 @@ COLUMNS = (
 
 def register(sub: Any) -> None:
     """Add `release-window`."""
-    parser = sub.add_parser(
-        "release-window", help="release windows: when offline keypairs may sign (manage_releases)",
-        description=(
-            "A release window lets offline keypairs sign between two times, optionally only for some users "
-            "and at most --max-signatures times. Listing shows the budget used."
-        ),
-        epilog=example("rotasign release-window create v2.0 --keypairs release --starts now --ends +2h "
-                       "--max-signatures 20"),
+    verbs = common.noun(
+        sub, "release-window", "release windows: when offline keypairs may sign (manage_releases)",
+        "A release window lets offline keypairs sign between two times, optionally only for some users "
+        "and at most --max-signatures times. Listing shows the budget used.",
+        "rotasign release-window create v2.0 --keypairs release --starts now --ends +2h --max-signatures 20",
     )
-    add_connection_options(parser)
-    verbs = subcommands(parser, "release-window commands")
     create = common.leaf(verbs, "create", "open a window", "Open a release window for offline keypairs.",
                          "rotasign release-window create v2.0 --keypairs release --starts now --ends +2h", run_create)
     create.add_argument("name", help="1 to 100 characters")
     _fields(create, required=True)
     ls = common.leaf(verbs, "ls", "list windows with the budget used", "Release windows, newest first.",
-                     "rotasign release-window ls", run_ls)
+                     "rotasign release-window ls",
+                     lambda args, ctx: common.ls(args, ctx, "/release-windows", COLUMNS, "release windows"))
     add_paging_options(ls)
     desc = common.leaf(verbs, "desc", "describe a window", "Every field of a release window and its budget used.",
-                       "rotasign release-window desc rw_01...", run_desc)
+                       "rotasign release-window desc rw_01...",
+                       lambda args, ctx: common.desc(ctx, "/release-windows", args.window, _pairs))
     desc.add_argument("window", metavar="WINDOW_ID")
     update = common.leaf(
         verbs, "update", "change a window's keypairs, users, times or budget",
@@ -128,19 +116,6 @@ def run_create(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     window = client.call("POST", "/release-windows", _body(args, client))
     common.show(ctx, window, _pairs(window), _line("Opened", window))
-    return 0
-
-
-def run_ls(args: argparse.Namespace, ctx: Context) -> int:
-    """GET /release-windows."""
-    show_list(ctx, "/release-windows", {}, args, COLUMNS, "release windows")
-    return 0
-
-
-def run_desc(args: argparse.Namespace, ctx: Context) -> int:
-    """GET /release-windows/{id}."""
-    window = ctx.client().call("GET", f"/release-windows/{segment(args.window)}")
-    common.show(ctx, window, _pairs(window))
     return 0
 
 
