@@ -158,8 +158,7 @@ def _check(
     if kind == "jar":
         return _check_jar(args.file, args.signer, trusted, log_check)
     try:
-        evidence = _evidence(kind, args.file, data)
-        entry_id = bundle.Bundle.from_json(data).signature_log_id if kind == "bundle" and data else None
+        evidence, entry_id = _evidence(kind, args.file, data)
     except (bundle.BundleError, cms.CmsError, ValueError) as exc:
         return [(None, [verify.Check("format", False, f"{signature_path} is not a valid {kind}: {exc}")])]
     described = "Authenticode signature inside it" if kind == "authenticode" else kind
@@ -219,12 +218,14 @@ def _signature_file(args: argparse.Namespace) -> tuple[Path, str]:
     )
 
 
-def _evidence(kind: str, path: Path, data: bytes | None) -> verify.Evidence:
+def _evidence(kind: str, path: Path, data: bytes | None) -> tuple[verify.Evidence, str | None]:
+    """The signature in verifiable form, and the signature-log entry it names (a bundle's signature_log_id)."""
     if kind == "authenticode" or data is None:
-        return verify.evidence_from_authenticode(path)
+        return verify.evidence_from_authenticode(path), None
     if kind == "bundle":
-        return verify.evidence_from_bundle(bundle.Bundle.from_json(data))
-    return verify.evidence_from_cms(cms.read(data))
+        held = bundle.Bundle.from_json(data)
+        return verify.evidence_from_bundle(held), held.signature_log_id
+    return verify.evidence_from_cms(cms.read(data)), None
 
 
 def _trust(args: argparse.Namespace, ctx: Context) -> tuple[trust.Trust, dict[str, Any] | None]:
