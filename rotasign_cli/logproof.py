@@ -23,7 +23,6 @@ from rotasign_cli.verify import Check
 
 MEDIA_TYPE = "application/vnd.rotasign.log-proof+json;version=1"
 SUFFIX = ".rsig.proof.json"
-LOGS = ("signatures", "audit")
 
 
 def path_for_file(signed_file: Path) -> Path:
@@ -39,10 +38,15 @@ def path_for_bundle(bundle_path: Path) -> Path:
     return bundle_path.with_name(name + ".proof.json")
 
 
+def document(proof: dict[str, Any], *, log: str, entry_id: str, account_id: str | None) -> dict[str, Any]:
+    """The API's proof with what it is a proof of (extra fields the offline verifier ignores)."""
+    return {"media_type": MEDIA_TYPE, "log": log, "entry_id": entry_id, "account_id": account_id, **proof}
+
+
 def save(path: Path, proof: dict[str, Any], *, log: str, entry_id: str, account_id: str | None) -> None:
-    """Write the API's proof with what it is a proof of (extra fields the offline verifier ignores)."""
-    document = {"media_type": MEDIA_TYPE, "log": log, "entry_id": entry_id, "account_id": account_id, **proof}
-    write_atomically(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    """Write the proof's `document`."""
+    text = json.dumps(document(proof, log=log, entry_id=entry_id, account_id=account_id), indent=2, sort_keys=True)
+    write_atomically(path, (text + "\n").encode("utf-8"))
 
 
 def load(path: Path) -> dict[str, Any]:

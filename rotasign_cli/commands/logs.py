@@ -283,8 +283,7 @@ def run_proof(args: argparse.Namespace, ctx: Context) -> int:
         raise VerificationFailed(f"the proof of {entry_id}: the entry is not the bundle's signature.")
     output = args.output or (logproof.path_for_bundle(args.bundle) if args.bundle is not None else None)
     if output is None:
-        print_json({"media_type": logproof.MEDIA_TYPE, "log": args.log, "entry_id": entry_id,
-                    "account_id": account_id, **proof})
+        print_json(logproof.document(proof, log=args.log, entry_id=entry_id, account_id=account_id))
         return 0
     logproof.save(output, proof, log=args.log, entry_id=entry_id, account_id=account_id)
     if ctx.json:
@@ -316,7 +315,7 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
     text = client.text(f"{path}/checkpoint")
     latest = check("checkpoint", lambda: _describe(transparency.verify_checkpoint(text, key), "latest"))
     if old_text is not None and latest is not None:
-        check("consistency", lambda: _consistency(client, path, old_text, text, key))
+        check("consistency", lambda: _consistency(client, path, old_text, text, latest, key))
     for entry_id in args.entry:
         check(f"entry {entry_id}", lambda entry_id=entry_id: _inclusion(client, path, entry_id, key))
     verified = all(row["ok"] for row in rows)
@@ -339,10 +338,10 @@ def _describe(checkpoint: transparency.Checkpoint, which: str) -> tuple[str, tra
     return detail, checkpoint
 
 
-def _consistency(client: Client, path: str, old_text: str, new_text: str,
+def _consistency(client: Client, path: str, old_text: str, new_text: str, new: transparency.Checkpoint,
                  key: transparency.LogKey) -> tuple[str, None]:
+    """`new` is `new_text`, already verified by the `checkpoint` check."""
     old = transparency.verify_checkpoint(old_text, key)
-    new = transparency.verify_checkpoint(new_text, key)
     if old.size > new.size:
         raise transparency.VerificationError(f"the saved checkpoint ({old.size}) is larger than the latest "
                                              f"({new.size}): the log shrank")
