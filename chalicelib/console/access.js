@@ -1,10 +1,11 @@
 // Administration > Groups and Teams: who may use restricted keypairs (groups) and whose keypairs a
 // user sees (teams, when the account has teams on).
 
-import { Names, createdColumn, lists, resourcePages } from "./resource.js";
+import { Names, createdColumn, lists, resourcePages, userLabel } from "./resource.js";
 import { alertBox, checkboxList, fieldList, h, textField } from "./ui.js";
 
-const userLabel = (u) => (u.email ? `${u.name || u.id} (${u.email})` : u.name || u.id);
+const membersField = (users) =>
+  checkboxList({ name: "member_ids", legend: "Members", items: users.map((u) => [u.id, userLabel(u)]), empty: "No users to choose from." });
 
 export const groupRoutes = resourcePages({
   title: "Groups",
@@ -25,7 +26,7 @@ export const groupRoutes = resourcePages({
   form: ({ users }, group) => {
     const fields = {
       name: textField({ name: "name", label: "Group name", value: group?.name || "", autocomplete: "off", maxlength: "100" }),
-      member_ids: checkboxList({ name: "member_ids", legend: "Members", items: users.map((u) => [u.id, userLabel(u)]), empty: "No users to choose from." }),
+      member_ids: membersField(users),
     };
     fields.member_ids.set(group?.member_ids || []);
     return { fields, body: () => ({ name: fields.name.value(), member_ids: fields.member_ids.value() }) };
@@ -73,7 +74,7 @@ export const teamRoutes = resourcePages({
   form: ({ users, groups }, team) => {
     const fields = {
       name: textField({ name: "name", label: "Team name", value: team?.name || "", autocomplete: "off", maxlength: "100" }),
-      member_ids: checkboxList({ name: "member_ids", legend: "Members", items: users.map((u) => [u.id, userLabel(u)]), empty: "No users to choose from." }),
+      member_ids: membersField(users),
       group_ids: checkboxList({
         name: "group_ids",
         legend: "Member groups",

@@ -1,11 +1,14 @@
 // Create keypair: every field of the create request, adapting to the choices made as the peer's form does.
 
 import { api, optionalList, seg } from "./api.js";
-import { alertBox, checkboxField, checkboxList, h, loading, pageHeader, radioGroup, replace, selectField, textField, toast } from "./ui.js";
+import { userLabel } from "./resource.js";
+import { checkboxField, checkboxList, h, loading, pageHeader, radioGroup, replace, selectField, showApiError, textField, toast } from "./ui.js";
 
-const RSA_SIZES = [["2048", "2048"], ["3072", "3072"], ["4096", "4096"]];
-const EC_CURVES = [["P-256", "P-256"], ["P-384", "P-384"], ["P-521", "P-521"]];
-const ED_CURVES = [["Ed25519", "Ed25519"]];
+// The algorithm choices, also offered by the keypair profiles' form.
+export const ALGORITHMS = [["RSA", "RSA"], ["ECDSA", "ECDSA"], ["EdDSA", "EdDSA"]];
+export const RSA_SIZES = [["2048", "2048"], ["3072", "3072"], ["4096", "4096"]];
+export const EC_CURVES = [["P-256", "P-256"], ["P-384", "P-384"], ["P-521", "P-521"]];
+export const ED_CURVES = [["Ed25519", "Ed25519"]];
 
 /** #/keypairs/new: every field of the create request, adapting to the choices made. */
 export async function createPage(view) {
@@ -45,7 +48,7 @@ export async function createPage(view) {
       options: [["", "No team"], ...teams.items.map((t) => [t.id, t.name || t.id])],
     }),
     profile: selectField({ name: "profile_id", label: "Keypair profile", options: [] }),
-    algorithm: selectField({ name: "algorithm", label: "Algorithm", value: "RSA", options: [["RSA", "RSA"], ["ECDSA", "ECDSA"], ["EdDSA", "EdDSA"]] }),
+    algorithm: selectField({ name: "algorithm", label: "Algorithm", value: "RSA", options: ALGORITHMS }),
     keySize: selectField({ name: "key_size", label: "Key size", value: "3072", options: RSA_SIZES }),
     curve: selectField({ name: "curve", label: "Key curve", value: "P-256", options: EC_CURVES }),
     category: radioGroup({
@@ -75,7 +78,7 @@ export async function createPage(view) {
     users: users.available ? checkboxList({
       name: "allowed_users",
       legend: "Allowed users",
-      items: users.items.map((u) => [u.id, u.email ? `${u.name || u.id} (${u.email})` : u.name || u.id]),
+      items: users.items.map((u) => [u.id, userLabel(u)]),
       empty: "No users to choose from.",
     }) : userIdsField(),
     groups: checkboxList({
@@ -239,16 +242,12 @@ export async function createPage(view) {
   });
 
   function showError(error) {
-    const name = error.code === "alias_taken" ? "alias" : error.details?.field;
-    const field = byName[name];
-    if (field && field.visible) {
-      field.setError(error.code === "alias_taken" ? "This alias is already used by another keypair." : error.message);
-      field.focusTarget().focus();
-    } else {
-      replace(formError, alertBox(error.message));
-      formError.querySelector(".alert")?.setAttribute("tabindex", "-1");
-      formError.querySelector(".alert")?.focus();
+    if (error.code !== "alias_taken") {
+      showApiError(error, byName, formError);
+      return;
     }
+    f.alias.setError("This alias is already used by another keypair.");
+    f.alias.focusTarget().focus();
   }
 }
 

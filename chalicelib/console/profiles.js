@@ -1,6 +1,7 @@
 // Administration > Keypair profiles: presets for Create keypair. A fixed profile's values win; a
 // customizable one only fills the form in. A field left "Not set" is chosen in each request.
 
+import { ALGORITHMS, EC_CURVES, ED_CURVES, RSA_SIZES } from "./create-keypair.js";
 import { humanize, label } from "./format.js";
 import { Names, createdColumn, lists, resourcePages } from "./resource.js";
 import { checkboxList, radioGroup, selectField, textField } from "./ui.js";
@@ -8,9 +9,9 @@ import { checkboxList, radioGroup, selectField, textField } from "./ui.js";
 const NOT_SET = ["", "Not set (chosen when creating)"];
 const CHOICES = {
   type: [["static", "Static"], ["dynamic", "Dynamic"]],
-  algorithm: [["RSA", "RSA"], ["ECDSA", "ECDSA"], ["EdDSA", "EdDSA"]],
-  key_size: [["2048", "2048"], ["3072", "3072"], ["4096", "4096"]],
-  curve: [["P-256", "P-256"], ["P-384", "P-384"], ["P-521", "P-521"], ["Ed25519", "Ed25519"]],
+  algorithm: ALGORITHMS,
+  key_size: RSA_SIZES,
+  curve: [...EC_CURVES, ...ED_CURVES],
   category: [["production", "Production"], ["test", "Test"]],
   storage: [["hsm", "HSM"], ["disk", "Disk"]],
   status: [["online", "Online"], ["offline", "Offline"]],
@@ -65,7 +66,7 @@ export const profileRoutes = resourcePages({
       fields.curve.show(algorithm !== "RSA");
       if (algorithm !== "RSA" && algorithm !== "") fields.key_size.set("");
       if (algorithm === "RSA") fields.curve.set("");
-      const curves = algorithm === "EdDSA" ? [["Ed25519", "Ed25519"]] : algorithm === "ECDSA" ? CHOICES.curve.slice(0, 3) : CHOICES.curve;
+      const curves = algorithm === "EdDSA" ? ED_CURVES : algorithm === "ECDSA" ? EC_CURVES : CHOICES.curve;
       fields.curve.setOptions(algorithm === "EdDSA" ? curves : [NOT_SET, ...curves], fields.curve.value());
     };
     fields.algorithm.control.addEventListener("change", applyAlgorithm);

@@ -3,7 +3,7 @@
 // release windows) gives a spec; this module turns it into its three pages.
 
 import { ApiError, api, optionalList, seg } from "./api.js";
-import { timeElement } from "./format.js";
+import { humanize, timeElement } from "./format.js";
 import { Pager, alertBox, confirmDialog, dataTable, h, loading, pageHeader, replace, showApiError, toast } from "./ui.js";
 
 const PAGE_SIZE = 50;
@@ -23,6 +23,9 @@ export class Names {
     return ids && ids.length ? ids.map((id) => this.of(id)).join(", ") : "—";
   }
 }
+
+/** A user as a choice in a form: "Ada (ada@example.com)", or its name alone. */
+export const userLabel = (u) => (u.email ? `${u.name || u.id} (${u.email})` : u.name || u.id);
 
 /** The lists the form and the table need (each an {available, items} from optionalList). */
 export async function lists(...paths) {
@@ -116,7 +119,7 @@ export function resourcePages(spec) {
     replace(root, pageHeader(title), loading("Loading the form"));
     const lookups = await spec.lookups(ctx);
     const form = editor(view, lookups, null, (created) => {
-      toast(`${capital(spec.singular)} ${name(created)} created.`);
+      toast(`${humanize(spec.singular)} ${name(created)} created.`);
       view.navigate(spec.afterCreate === "list" ? spec.route : `${spec.route}/${seg(created.id)}`);
     });
     replace(root, breadcrumb("New"), pageHeader(title, { subtitle: spec.subtitle }), spec.notice?.(ctx), form);
@@ -133,7 +136,7 @@ export function resourcePages(spec) {
       [item, lookups] = await Promise.all([api("GET", `${spec.path}/${seg(id)}`), spec.lookups(ctx)]);
     } catch (error) {
       const missing = error instanceof ApiError && error.status === 404;
-      replace(root, breadcrumb(id), pageHeader(`${capital(spec.singular)} not found`), alertBox(missing ? `There is no ${spec.singular} ${id}.` : error.message));
+      replace(root, breadcrumb(id), pageHeader(`${humanize(spec.singular)} not found`), alertBox(missing ? `There is no ${spec.singular} ${id}.` : error.message));
       view.ready();
       return;
     }
@@ -141,14 +144,14 @@ export function resourcePages(spec) {
       item = current;
       const remove = h("button", { type: "button", class: "button danger", onClick: () => removeDialog() }, spec.deleteLabel || "Delete");
       const form = editor(view, lookups, item, (saved) => {
-        toast(`${capital(spec.singular)} ${name(saved)} saved.`);
+        toast(`${humanize(spec.singular)} ${name(saved)} saved.`);
         render(saved);
       });
       const extra = spec.extra ? await spec.extra(view, item, lookups) : null;
       replace(
         root,
         breadcrumb(name(item)),
-        pageHeader(name(item), { subtitle: `${capital(spec.singular)} ${item.id}`, actions: [remove] }),
+        pageHeader(name(item), { subtitle: `${humanize(spec.singular)} ${item.id}`, actions: [remove] }),
         spec.notice?.(ctx),
         spec.summary ? h("section", { "aria-labelledby": "summary-title" }, h("h2", { id: "summary-title" }, "Summary"), spec.summary(item, lookups)) : null,
         h("section", { "aria-labelledby": "edit-title" }, h("h2", { id: "edit-title" }, `Change this ${spec.singular}`), form),
@@ -167,7 +170,7 @@ export function resourcePages(spec) {
         danger: true,
         onConfirm: async () => {
           await api("DELETE", `${spec.path}/${seg(item.id)}`);
-          toast(`${capital(spec.singular)} ${name(item)} ${spec.deletedText || "deleted"}.`);
+          toast(`${humanize(spec.singular)} ${name(item)} ${spec.deletedText || "deleted"}.`);
           view.navigate(spec.route);
         },
       });
@@ -185,5 +188,3 @@ export function resourcePages(spec) {
     { pattern: new RegExp(`^${escaped}\\/([^/]+)$`), permission: spec.permission, page: itemPage, nav: spec.route },
   ];
 }
-
-export const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
